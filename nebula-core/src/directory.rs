@@ -1,0 +1,252 @@
+//! The identity directory: users, identity roles and identity tags.
+//!
+//! Plain storage operations, no scope checks: those belong to the plugin context. Arguments are
+//! expected normalised (see `nebula_plugin_api::normalize_db_name`); the directory only stores.
+
+use diesel::prelude::*;
+use nebula_plugin_api::{DirectoryUser, IdentityRole, SyncOutcome, SyncUser};
+
+use crate::storage::schema::{identity_roles, user_identity_tags, users};
+use crate::storage::{unix_now, Database, DbConnection, StorageError};
+
+/// The role tag reported for a user that has none.
+const DEFAULT_ROLE_TAG: &str = "user";
+
+/// Access to users, identity roles and identity tags.
+#[derive(Debug, Clone)]
+pub struct IdentityDirectory {
+    db: Database,
+}
+
+impl IdentityDirectory {
+    /// A directory over `db`.
+    pub fn new(db: Database) -> Self {
+        IdentityDirectory { db }
+    }
+
+    /// Creates or updates `user` and sets its identity tag, in one transaction: a kill at any
+    /// point leaves either both or neither. `updated_by` is recorded on the tag
+    /// (`plugin:<name>` for plugin writes). New users get an unusable password.
+    pub async fn sync_user(
+        &self,
+        updated_by: &str,
+        user: &SyncUser,
+    ) -> Result<SyncOutcome, StorageError> {
+        let user = user.clone();
+        let updated_by = updated_by.to_owned();
+        self.db
+            .write(move |conn| {
+                let outcome = upsert_user(conn, &user)?;
+                upsert_tag(
+                    conn,
+                    &user.db_name,
+                    &user.username,
+                    &user.role_tag,
+                    &updated_by,
+                )?;
+                Ok(outcome)
+            })
+            .await
+    }
+
+    /// Users of `db_name` ordered by username, with their identity tags.
+    pub async fn list_users(
+        &self,
+        db_name: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<DirectoryUser>, StorageError> {
+        let db_name = db_name.to_owned();
+        self.db
+            .read(move |conn| {
+                let rows = users::table
+                    .left_join(
+                        user_identity_tags::table.on(user_identity_tags::db_name
+                            .eq(users::db_name)
+                            .and(user_identity_tags::username.eq(users::username))),
+                    )
+                    .filter(users::db_name.eq(&db_name))
+                    .order(users::username.asc())
+                    .limit(i64::from(limit))
+                    .offset(i64::try_from(offset).unwrap_or(i64::MAX))
+                    .select((
+                        users::username,
+                        users::email,
+                        users::is_active,
+                        users::is_staff,
+                        user_identity_tags::role_tag.nullable(),
+                    ))
+                    .load::<(String, Option<String>, bool, bool, Option<String>)>(conn)?;
+                Ok(rows
+                    .into_iter()
+                    .map(
+                        |(username, email, is_active, is_staff, tag)| DirectoryUser {
+                            username,
+                            email,
+                            is_active,
+                            is_staff,
+                            role_tag: tag.unwrap_or_else(|| DEFAULT_ROLE_TAG.to_owned()),
+                        },
+                    )
+                    .collect())
+            })
+            .await
+    }
+
+    /// Sets the identity tag of an existing user; [`StorageError::NotFound`] when there is none.
+    pub async fn set_identity_tag(
+        &self,
+        updated_by: &str,
+        db_name: &str,
+        username: &str,
+        role_tag: &str,
+    ) -> Result<(), StorageError> {
+        let (db_name, username, role_tag, updated_by) = (
+            db_name.to_owned(),
+            username.to_owned(),
+            role_tag.to_owned(),
+            updated_by.to_owned(),
+        );
+        self.db
+            .write(move |conn| {
+                let exists: i64 = users::table
+                    .filter(users::db_name.eq(&db_name))
+                    .filter(users::username.eq(&username))
+                    .count()
+                    .get_result(conn)?;
+                if exists == 0 {
+                    return Err(StorageError::NotFound(format!(
+                        "user '{username}' not found in '{db_name}'"
+                    )));
+                }
+                upsert_tag(conn, &db_name, &username, &role_tag, &updated_by)
+            })
+            .await
+    }
+
+    /// Identity roles ordered by name.
+    pub async fn list_roles(&self) -> Result<Vec<IdentityRole>, StorageError> {
+        self.db
+            .read(|conn| {
+                let rows = identity_roles::table
+                    .order(identity_roles::name.asc())
+                    .select((
+                        identity_roles::name,
+                        identity_roles::description,
+                        identity_roles::is_staff,
+                    ))
+                    .load::<(String, String, bool)>(conn)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(name, description, is_staff)| IdentityRole {
+                        name,
+                        description,
+                        is_staff,
+                    })
+                    .collect())
+            })
+            .await
+    }
+
+    /// Creates or updates an identity role.
+    pub async fn upsert_role(
+        &self,
+        updated_by: &str,
+        role: &IdentityRole,
+    ) -> Result<(), StorageError> {
+        let role = role.clone();
+        let updated_by = updated_by.to_owned();
+        self.db
+            .write(move |conn| {
+                let now = unix_now();
+                diesel::insert_into(identity_roles::table)
+                    .values((
+                        identity_roles::name.eq(&role.name),
+                        identity_roles::description.eq(&role.description),
+                        identity_roles::is_staff.eq(role.is_staff),
+                        identity_roles::updated_by.eq(&updated_by),
+                        identity_roles::updated_at.eq(now),
+                    ))
+                    .on_conflict(identity_roles::name)
+                    .do_update()
+                    .set((
+                        identity_roles::description.eq(&role.description),
+                        identity_roles::is_staff.eq(role.is_staff),
+                        identity_roles::updated_by.eq(&updated_by),
+                        identity_roles::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Inserts the user, or updates it when `(db_name, username)` exists. Race-free without a
+/// read-then-write: the insert's row count says which happened.
+fn upsert_user(conn: &mut DbConnection, user: &SyncUser) -> Result<SyncOutcome, StorageError> {
+    let now = unix_now();
+    let inserted = diesel::insert_into(users::table)
+        .values((
+            users::db_name.eq(&user.db_name),
+            users::username.eq(&user.username),
+            users::email.eq(&user.email),
+            users::is_active.eq(user.is_active),
+            users::is_staff.eq(false),
+            users::created_at.eq(now),
+            users::updated_at.eq(now),
+        ))
+        .on_conflict((users::db_name, users::username))
+        .do_nothing()
+        .execute(conn)?;
+    if inserted == 1 {
+        return Ok(SyncOutcome::Created);
+    }
+    let target = users::table
+        .filter(users::db_name.eq(&user.db_name))
+        .filter(users::username.eq(&user.username));
+    // An absent e-mail keeps the stored one: a source that does not know it must not erase it.
+    match &user.email {
+        Some(email) => diesel::update(target)
+            .set((
+                users::email.eq(email),
+                users::is_active.eq(user.is_active),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?,
+        None => diesel::update(target)
+            .set((
+                users::is_active.eq(user.is_active),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?,
+    };
+    Ok(SyncOutcome::Updated)
+}
+
+fn upsert_tag(
+    conn: &mut DbConnection,
+    db_name: &str,
+    username: &str,
+    role_tag: &str,
+    updated_by: &str,
+) -> Result<(), StorageError> {
+    let now = unix_now();
+    diesel::insert_into(user_identity_tags::table)
+        .values((
+            user_identity_tags::db_name.eq(db_name),
+            user_identity_tags::username.eq(username),
+            user_identity_tags::role_tag.eq(role_tag),
+            user_identity_tags::updated_by.eq(updated_by),
+            user_identity_tags::updated_at.eq(now),
+        ))
+        .on_conflict((user_identity_tags::db_name, user_identity_tags::username))
+        .do_update()
+        .set((
+            user_identity_tags::role_tag.eq(role_tag),
+            user_identity_tags::updated_by.eq(updated_by),
+            user_identity_tags::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The host side of the plugin context: what a `PluginContext` call lands on.
+
+use nebula_plugin_api::{
+    async_trait, DirectoryUser, Host, IdentityRole, PluginError, SyncOutcome, SyncUser,
+};
+use serde_json::Value;
+
+use crate::directory::IdentityDirectory;
+use crate::events::EventBus;
+use crate::storage::StorageError;
+
+/// The one mapping from storage errors to what a plugin sees.
+impl From<StorageError> for PluginError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound(m) => PluginError::NotFound(m),
+            StorageError::Unavailable(_) | StorageError::Task(_) => {
+                PluginError::Unavailable(e.to_string())
+            }
+            other => PluginError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Implements [`Host`] over the identity directory and the event bus.
+#[derive(Debug, Clone)]
+pub struct CoreHost {
+    directory: IdentityDirectory,
+    events: EventBus,
+}
+
+impl CoreHost {
+    /// A host over these services.
+    pub fn new(directory: IdentityDirectory, events: EventBus) -> Self {
+        CoreHost { directory, events }
+    }
+}
+
+fn updated_by(plugin: &str) -> String {
+    format!("plugin:{plugin}")
+}
+
+#[async_trait]
+impl Host for CoreHost {
+    async fn sync_user(&self, plugin: &str, user: &SyncUser) -> Result<SyncOutcome, PluginError> {
+        Ok(self.directory.sync_user(&updated_by(plugin), user).await?)
+    }
+
+    async fn list_users(
+        &self,
+        db_name: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<DirectoryUser>, PluginError> {
+        Ok(self.directory.list_users(db_name, limit, offset).await?)
+    }
+
+    async fn set_identity_tag(
+        &self,
+        plugin: &str,
+        db_name: &str,
+        username: &str,
+        role_tag: &str,
+    ) -> Result<(), PluginError> {
+        Ok(self
+            .directory
+            .set_identity_tag(&updated_by(plugin), db_name, username, role_tag)
+            .await?)
+    }
+
+    async fn list_identity_roles(&self) -> Result<Vec<IdentityRole>, PluginError> {
+        Ok(self.directory.list_roles().await?)
+    }
+
+    async fn upsert_identity_role(
+        &self,
+        plugin: &str,
+        role: &IdentityRole,
+    ) -> Result<(), PluginError> {
+        Ok(self
+            .directory
+            .upsert_role(&updated_by(plugin), role)
+            .await?)
+    }
+
+    async fn emit_event(&self, name: &str, payload: Value) -> Result<(), PluginError> {
+        self.events.publish(name, payload).await?;
+        Ok(())
+    }
+}

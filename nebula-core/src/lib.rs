@@ -1,0 +1,176 @@
+//! The Nebula Core engine, usable as a library without HTTP.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), nebula_core::CoreError> {
+//! use nebula_core::{NebulaConfig, NebulaCore};
+//!
+//! let config = NebulaConfig::load(None)?.config;
+//! let core = NebulaCore::builder().config(config).build().await?;
+//! for plugin in core.plugins().list() {
+//!     println!("{} {}", plugin.name, plugin.status);
+//! }
+//! let health = core.plugins().health("sample_sync").await?;
+//! core.shutdown().await;
+//! # let _ = health; Ok(()) }
+//! ```
+//!
+//! [`NebulaCore`] owns the storage pool, the [`IdentityDirectory`], the [`EventBus`] and the
+//! [`PluginManager`]; each is cheap to clone or share and safe to use from many tasks.
+
+pub mod config;
+pub mod directory;
+pub mod events;
+pub mod host;
+pub mod manager;
+pub mod storage;
+
+use std::sync::Arc;
+
+pub use config::{ConfigError, LoadedConfig, NebulaConfig};
+pub use directory::IdentityDirectory;
+pub use events::{Event, EventBus};
+pub use host::CoreHost;
+pub use manager::{
+    ManagerError, PluginDescriptor, PluginManager, PluginProvider, PluginRecord, PluginSource,
+    PluginStatus,
+};
+pub use storage::{Database, StorageError};
+
+use manager::{InventoryProvider, ManagerParts, ManagerSettings, StaticProvider};
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A plugin operation failed.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+}
+
+/// The running engine.
+#[derive(Debug, Clone)]
+pub struct NebulaCore {
+    config: Arc<NebulaConfig>,
+    database: Database,
+    directory: IdentityDirectory,
+    events: EventBus,
+    plugins: Arc<PluginManager>,
+}
+
+impl NebulaCore {
+    /// Starts building an engine.
+    pub fn builder() -> NebulaCoreBuilder {
+        NebulaCoreBuilder::default()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &NebulaConfig {
+        &self.config
+    }
+
+    /// The storage pool.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Users, identity roles and identity tags.
+    pub fn directory(&self) -> &IdentityDirectory {
+        &self.directory
+    }
+
+    /// Stored events, publish and subscribe.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// The plugin manager.
+    pub fn plugins(&self) -> &Arc<PluginManager> {
+        &self.plugins
+    }
+
+    /// Shuts every plugin down (bounded, in parallel). The storage closes when the last clone
+    /// of the engine is dropped.
+    pub async fn shutdown(&self) {
+        self.plugins.shutdown().await;
+    }
+}
+
+/// Builds a [`NebulaCore`].
+#[derive(Default)]
+pub struct NebulaCoreBuilder {
+    config: Option<NebulaConfig>,
+    extra: Vec<PluginDescriptor>,
+    providers: Vec<Arc<dyn PluginProvider>>,
+    skip_inventory: bool,
+}
+
+impl NebulaCoreBuilder {
+    /// Uses this configuration (default: [`NebulaConfig::default`]).
+    pub fn config(mut self, config: NebulaConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Adds a plugin built by the embedder, besides those registered through `inventory`.
+    pub fn plugin(mut self, descriptor: PluginDescriptor) -> Self {
+        self.extra.push(descriptor);
+        self
+    }
+
+    /// Adds a source of plugins (for example external gRPC plugins), consulted on every rescan.
+    pub fn provider(mut self, provider: Arc<dyn PluginProvider>) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
+    /// Ignores plugins registered through `inventory` (only explicit ones are loaded).
+    pub fn without_inventory(mut self) -> Self {
+        self.skip_inventory = true;
+        self
+    }
+
+    /// Opens and migrates the database, then discovers and initialises the plugins.
+    pub async fn build(self) -> Result<NebulaCore, CoreError> {
+        let config = self.config.unwrap_or_default();
+        config.validate().map_err(|message| ConfigError::Invalid {
+            origin: "builder".into(),
+            message,
+        })?;
+        let database =
+            Database::open_async(&config.database.url, config.database.pool_size).await?;
+        let directory = IdentityDirectory::new(database.clone());
+        let events = EventBus::new(database.clone());
+        let host = Arc::new(CoreHost::new(directory.clone(), events.clone()));
+
+        let mut providers: Vec<Arc<dyn PluginProvider>> = Vec::new();
+        if config.plugins.enabled {
+            if !self.skip_inventory {
+                providers.push(Arc::new(InventoryProvider));
+            }
+            if !self.extra.is_empty() {
+                providers.push(Arc::new(StaticProvider(self.extra)));
+            }
+            providers.extend(self.providers);
+        }
+        let plugins = Arc::new(PluginManager::new(ManagerParts {
+            settings: ManagerSettings::from_config(&config.plugins),
+            host,
+            database: database.clone(),
+            events: events.clone(),
+            providers,
+        }));
+        plugins.rescan().await?;
+        Ok(NebulaCore {
+            config: Arc::new(config),
+            database,
+            directory,
+            events,
+            plugins,
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! Where plugins come from: providers yield descriptors, the manager checks them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use nebula_plugin_api::{Plugin, PluginFactory, PluginManifest, PluginRegistration};
+
+use super::PluginSource;
+
+/// Builds a fresh plugin instance; called at start and on every restart.
+pub type PluginConstructor = Arc<dyn Fn() -> Box<dyn Plugin> + Send + Sync>;
+
+/// A plugin ready to be loaded: its manifest, where it comes from and how to build it.
+#[derive(Clone)]
+pub struct PluginDescriptor {
+    /// The validated manifest.
+    pub manifest: PluginManifest,
+    /// `in_process` or `grpc`.
+    pub source: PluginSource,
+    /// Where it was declared (module path, config entry), for error messages.
+    pub origin: String,
+    /// Builds instances.
+    pub constructor: PluginConstructor,
+}
+
+impl fmt::Debug for PluginDescriptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginDescriptor")
+            .field("name", &self.manifest.name)
+            .field("source", &self.source)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginDescriptor {
+    /// An in-process plugin from a factory function.
+    pub fn in_process(
+        manifest: PluginManifest,
+        factory: PluginFactory,
+        origin: impl Into<String>,
+    ) -> Self {
+        PluginDescriptor {
+            manifest,
+            source: PluginSource::InProcess,
+            origin: origin.into(),
+            constructor: Arc::new(factory),
+        }
+    }
+}
+
+/// A declared plugin that cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryError {
+    /// The plugin's name when it could be read.
+    pub name: Option<String>,
+    /// Where it was declared.
+    pub origin: String,
+    /// Why it was refused.
+    pub message: String,
+}
+
+/// One source of plugins. `discover` is called at start and on every rescan.
+pub trait PluginProvider: Send + Sync {
+    /// The plugins this source offers now.
+    fn discover(&self) -> Vec<Result<PluginDescriptor, DiscoveryError>>;
+}
+
+/// Every plugin registered through `inventory` in the linked binary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InventoryProvider;
+
+impl PluginProvider for InventoryProvider {
+    fn discover(&self) -> Vec<Result<PluginDescriptor, DiscoveryError>> {
+        nebula_plugin_api::registered_plugins()
+            .map(from_registration)
+            .collect()
+    }
+}
+
+fn from_registration(reg: &PluginRegistration) -> Result<PluginDescriptor, DiscoveryError> {
+    let manifest = reg.manifest().map_err(|e| DiscoveryError {
+        name: None,
+        origin: reg.origin().to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(PluginDescriptor::in_process(
+        manifest,
+        reg.factory(),
+        reg.origin(),
+    ))
+}
+
+/// A fixed list of plugins, for embedders that build plugins themselves.
+#[derive(Debug, Default, Clone)]
+pub struct StaticProvider(pub Vec<PluginDescriptor>);
+
+impl PluginProvider for StaticProvider {
+    fn discover(&self) -> Vec<Result<PluginDescriptor, DiscoveryError>> {
+        self.0.iter().cloned().map(Ok).collect()
+    }
+}
+
+/// The outcome of one discovery pass: loadable plugins by name, and refusals.
+#[derive(Debug, Default)]
+pub(crate) struct Discovery {
+    pub plugins: BTreeMap<String, PluginDescriptor>,
+    pub refused: Vec<DiscoveryError>,
+}
+
+/// Runs every provider and refuses duplicate names: both holders of a name are refused, so
+/// neither silently shadows the other, and the error names both origins.
+pub(crate) fn discover_all(providers: &[Arc<dyn PluginProvider>]) -> Discovery {
+    let mut by_name: BTreeMap<String, Vec<PluginDescriptor>> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for provider in providers {
+        for found in provider.discover() {
+            match found {
+                Ok(d) => by_name.entry(d.manifest.name.clone()).or_default().push(d),
+                Err(e) => refused.push(e),
+            }
+        }
+    }
+    let mut plugins = BTreeMap::new();
+    for (name, mut found) in by_name {
+        if found.len() == 1 {
+            if let Some(d) = found.pop() {
+                plugins.insert(name, d);
+            }
+            continue;
+        }
+        let mut origins: Vec<String> = found
+            .iter()
+            .map(|d| format!("{} ({})", d.origin, d.source.as_str()))
+            .collect();
+        origins.sort();
+        refused.push(DiscoveryError {
+            name: Some(name.clone()),
+            origin: origins.join(", "),
+            message: format!(
+                "duplicate plugin name '{name}' registered by {}; none of them was loaded",
+                origins.join(" and ")
+            ),
+        });
+    }
+    Discovery { plugins, refused }
+}

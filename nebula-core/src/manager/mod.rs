@@ -1,0 +1,770 @@
+//! The plugin manager: discovery, lifecycle, bounded and isolated calls, state.
+//!
+//! Concurrency rules, which the tests hold it to:
+//! - No lock is held across a plugin call. The slot map and each slot's state sit behind
+//!   short synchronous locks; a call clones the instance's `Arc` and runs without them, so a
+//!   hanging plugin never blocks another plugin, the list, or its own health checks.
+//! - Every plugin call runs in its own tokio task under a timeout ([`guarded`]): a panic comes
+//!   back as a `JoinError`, a hang as an elapsed timer (the task is then aborted).
+//! - Lifecycle changes of one plugin (start, stop, restart, rescan) are serialised by that
+//!   plugin's async lifecycle lock; rescans are serialised by the manager's.
+//! - Outcomes carry the instance generation they ran against; a late outcome from an instance
+//!   that was replaced meanwhile is dropped instead of overwriting the new state.
+
+mod discovery;
+mod record;
+mod state_store;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nebula_plugin_api::{
+    Host, JsonObject, Plugin, PluginContext, PluginError, ScopeSet, SyncRequest,
+};
+use parking_lot::{Mutex, RwLock};
+use serde_json::json;
+
+pub use discovery::{
+    DiscoveryError, InventoryProvider, PluginConstructor, PluginDescriptor, PluginProvider,
+    StaticProvider,
+};
+pub use record::{CallFailure, Method, PluginRecord, PluginSource, PluginStatus};
+
+use crate::config::PluginsConfig;
+use crate::events::EventBus;
+use crate::storage::{unix_now, Database, StorageError};
+use discovery::discover_all;
+use record::{Observation, Thresholds};
+use state_store::PluginStateStore;
+
+/// Why a manager operation failed. The server maps each variant to one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// No plugin has this name.
+    #[error("plugin '{0}' not found")]
+    NotFound(String),
+    /// The plugin is disabled.
+    #[error("plugin '{0}' is disabled")]
+    Disabled(String),
+    /// A real sync of this plugin is already running.
+    #[error("sync already in progress")]
+    SyncInProgress(String),
+    /// The plugin has no working instance (it failed to load or initialise).
+    #[error("plugin '{name}' is not available ({status}): {error}")]
+    NotReady {
+        /// The plugin.
+        name: String,
+        /// Its state.
+        status: PluginStatus,
+        /// Why.
+        error: String,
+    },
+    /// The call did not finish in time.
+    #[error("plugin '{name}' {method} timed out after {:.3}s", after.as_secs_f64())]
+    Timeout {
+        /// The plugin.
+        name: String,
+        /// The method.
+        method: Method,
+        /// The bound that elapsed.
+        after: Duration,
+    },
+    /// The plugin panicked.
+    #[error("plugin '{name}' panicked in {method}: {message}")]
+    Panicked {
+        /// The plugin.
+        name: String,
+        /// The method.
+        method: Method,
+        /// The panic message.
+        message: String,
+    },
+    /// The plugin returned an error.
+    #[error("plugin '{name}' {method} failed: {source}")]
+    Plugin {
+        /// The plugin.
+        name: String,
+        /// The method.
+        method: Method,
+        /// What it returned.
+        source: PluginError,
+    },
+    /// The plugin-state table could not be read or written.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl ManagerError {
+    fn from_failure(name: &str, method: Method, failure: CallFailure) -> Self {
+        let name = name.to_owned();
+        match failure {
+            CallFailure::Error(source) => ManagerError::Plugin {
+                name,
+                method,
+                source,
+            },
+            CallFailure::Panicked(message) => ManagerError::Panicked {
+                name,
+                method,
+                message,
+            },
+            CallFailure::TimedOut(after) => ManagerError::Timeout {
+                name,
+                method,
+                after,
+            },
+        }
+    }
+}
+
+/// Timeouts, thresholds and grants, taken from `[plugins]`.
+#[derive(Debug, Clone)]
+pub struct ManagerSettings {
+    /// Bound on `initialize` (factory included).
+    pub init_timeout: Duration,
+    /// Bound on `health`, `sync_users` and `shutdown`.
+    pub call_timeout: Duration,
+    /// Consecutive timeouts that make a plugin unresponsive.
+    pub timeout_restart_threshold: u32,
+    /// Operator grants: plugin name → scopes; absent names keep their declared scopes.
+    pub grants: BTreeMap<String, ScopeSet>,
+}
+
+impl ManagerSettings {
+    /// Settings from the `[plugins]` section.
+    pub fn from_config(config: &PluginsConfig) -> Self {
+        let grants = config
+            .grants
+            .iter()
+            .map(|(name, scopes)| {
+                let owner = format!("plugins.grants.{name}");
+                (name.clone(), ScopeSet::parse_lossy(&owner, scopes).0)
+            })
+            .collect();
+        ManagerSettings {
+            init_timeout: config.init_timeout(),
+            call_timeout: config.call_timeout(),
+            timeout_restart_threshold: config.timeout_restart_threshold.max(1),
+            grants,
+        }
+    }
+
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            timeout_restart_threshold: self.timeout_restart_threshold,
+        }
+    }
+
+    /// declared ∩ v1 ∩ granted.
+    fn effective_scopes(&self, descriptor: &PluginDescriptor) -> ScopeSet {
+        let declared = descriptor.manifest.declared_scopes();
+        match self.grants.get(&descriptor.manifest.name) {
+            Some(granted) => declared.intersection(granted),
+            None => declared,
+        }
+    }
+}
+
+/// One plugin known to the manager.
+struct PluginSlot {
+    name: String,
+    state: Mutex<SlotState>,
+    /// Serialises start/stop/restart/rescan of this plugin.
+    lifecycle: tokio::sync::Mutex<()>,
+    /// Held for the whole of a real (non-dry-run) sync.
+    real_sync: tokio::sync::Mutex<()>,
+}
+
+struct SlotState {
+    /// `None` when the plugin cannot be loaded (bad manifest, duplicate).
+    descriptor: Option<PluginDescriptor>,
+    scopes: ScopeSet,
+    instance: Option<Arc<dyn Plugin>>,
+    generation: u64,
+    record: PluginRecord,
+}
+
+impl PluginSlot {
+    fn new(name: &str, descriptor: Option<PluginDescriptor>, scopes: ScopeSet) -> Self {
+        let now = unix_now();
+        let (source, version, description, api_version, origin) = match &descriptor {
+            Some(d) => (
+                d.source,
+                d.manifest.version.clone(),
+                d.manifest.description.clone(),
+                d.manifest.api_version.clone(),
+                d.origin.clone(),
+            ),
+            None => (
+                PluginSource::InProcess,
+                String::new(),
+                String::new(),
+                nebula_plugin_api::PLUGIN_API_VERSION.to_owned(),
+                String::new(),
+            ),
+        };
+        let record = PluginRecord {
+            name: name.to_owned(),
+            source,
+            api_version,
+            version,
+            description,
+            scopes: scopes.names(),
+            status: PluginStatus::Initialized,
+            message: "discovered".into(),
+            error: String::new(),
+            initialized_at: None,
+            updated_at: now,
+            enabled: true,
+            origin,
+            consecutive_timeouts: 0,
+            consecutive_health_failures: 0,
+            consecutive_crashes: 0,
+            restart_count: 0,
+            last_call_ms: None,
+        };
+        PluginSlot {
+            name: name.to_owned(),
+            state: Mutex::new(SlotState {
+                descriptor,
+                scopes,
+                instance: None,
+                generation: 0,
+                record,
+            }),
+            lifecycle: tokio::sync::Mutex::new(()),
+            real_sync: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The instance to call, with its generation; refuses disabled and unloaded plugins.
+    fn ready(&self) -> Result<(Arc<dyn Plugin>, u64), ManagerError> {
+        let st = self.state.lock();
+        if !st.record.enabled {
+            return Err(ManagerError::Disabled(self.name.clone()));
+        }
+        match &st.instance {
+            Some(instance) => Ok((instance.clone(), st.generation)),
+            None => Err(ManagerError::NotReady {
+                name: self.name.clone(),
+                status: st.record.status,
+                error: st.record.error.clone(),
+            }),
+        }
+    }
+
+    fn record(&self) -> PluginRecord {
+        self.state.lock().record.clone()
+    }
+}
+
+/// Runs one plugin call in its own task, bounded by `limit`: the one place where plugin
+/// panics are caught and hangs are cut off.
+pub async fn guarded<T, F>(call: F, limit: Duration) -> Result<T, CallFailure>
+where
+    F: Future<Output = Result<T, PluginError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut handle = tokio::spawn(call);
+    match tokio::time::timeout(limit, &mut handle).await {
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err(error))) => Err(CallFailure::Error(error)),
+        Ok(Err(join)) if join.is_panic() => {
+            Err(CallFailure::Panicked(panic_message(join.into_panic())))
+        }
+        Ok(Err(_)) => Err(CallFailure::Error(PluginError::internal(
+            "call was cancelled",
+        ))),
+        Err(_) => {
+            handle.abort();
+            Err(CallFailure::TimedOut(limit))
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// What the manager needs from the rest of the core.
+pub struct ManagerParts {
+    /// Settings from `[plugins]`.
+    pub settings: ManagerSettings,
+    /// What plugin contexts call.
+    pub host: Arc<dyn Host>,
+    /// Where enabled flags are persisted.
+    pub database: Database,
+    /// Where state changes are published.
+    pub events: EventBus,
+    /// Where plugins come from.
+    pub providers: Vec<Arc<dyn PluginProvider>>,
+}
+
+/// Discovers, runs and watches plugins. Safe to share between tasks (`Arc<PluginManager>`).
+pub struct PluginManager {
+    settings: ManagerSettings,
+    host: Arc<dyn Host>,
+    store: PluginStateStore,
+    events: EventBus,
+    providers: Vec<Arc<dyn PluginProvider>>,
+    slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    rescan_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for PluginManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginManager")
+            .field("plugins", &self.slots.read().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginManager {
+    /// A manager with no plugins loaded yet; call [`PluginManager::rescan`] to load them.
+    pub fn new(parts: ManagerParts) -> Self {
+        PluginManager {
+            settings: parts.settings,
+            host: parts.host,
+            store: PluginStateStore::new(parts.database),
+            events: parts.events,
+            providers: parts.providers,
+            slots: RwLock::new(BTreeMap::new()),
+            rescan_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &ManagerSettings {
+        &self.settings
+    }
+
+    /// Every plugin's record, sorted by (source, name).
+    pub fn list(&self) -> Vec<PluginRecord> {
+        let slots: Vec<Arc<PluginSlot>> = self.slots.read().values().cloned().collect();
+        let mut records: Vec<PluginRecord> = slots.iter().map(|s| s.record()).collect();
+        records.sort_by(|a, b| (a.source.as_str(), &a.name).cmp(&(b.source.as_str(), &b.name)));
+        records
+    }
+
+    /// One plugin's record.
+    pub fn record(&self, name: &str) -> Result<PluginRecord, ManagerError> {
+        Ok(self.slot(name)?.record())
+    }
+
+    fn slot(&self, name: &str) -> Result<Arc<PluginSlot>, ManagerError> {
+        self.slots
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ManagerError::NotFound(name.to_owned()))
+    }
+
+    /// Asks the plugin for its health. An answer whose `status` is not `"ok"` is returned as
+    /// is (and marks the plugin degraded); failures, panics and timeouts are errors.
+    pub async fn health(&self, name: &str) -> Result<JsonObject, ManagerError> {
+        let slot = self.slot(name)?;
+        let (result, ticket) = self
+            .call(&slot, |p| async move { p.health().await })
+            .await?;
+        match result {
+            Ok(health) => {
+                let status = health.get("status").and_then(|s| s.as_str()).unwrap_or("");
+                let ok = status == "ok";
+                let message = health
+                    .get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("health status '{status}'"));
+                self.observe(
+                    &slot,
+                    Some(ticket),
+                    Observation::HealthAnswered { ok, message },
+                );
+                Ok(health)
+            }
+            Err(failure) => Err(self.fail(&slot, ticket, Method::Health, failure)),
+        }
+    }
+
+    /// Runs a sync. Real runs of one plugin are exclusive: a second one is refused at once
+    /// with [`ManagerError::SyncInProgress`]; dry runs are never serialised.
+    pub async fn sync_users(
+        &self,
+        name: &str,
+        request: SyncRequest,
+    ) -> Result<JsonObject, ManagerError> {
+        let slot = self.slot(name)?;
+        slot.ready()?;
+        let _exclusive = if request.dry_run {
+            None
+        } else {
+            Some(
+                slot.real_sync
+                    .try_lock()
+                    .map_err(|_| ManagerError::SyncInProgress(name.to_owned()))?,
+            )
+        };
+        let (result, ticket) = self
+            .call(&slot, move |p| async move { p.sync_users(request).await })
+            .await?;
+        match result {
+            Ok(answer) => {
+                self.observe(&slot, Some(ticket), Observation::CallSucceeded);
+                Ok(answer)
+            }
+            Err(failure) => Err(self.fail(&slot, ticket, Method::SyncUsers, failure)),
+        }
+    }
+
+    /// Calls the slot's current instance under the call timeout.
+    async fn call<T, F, Fut>(
+        &self,
+        slot: &PluginSlot,
+        call: F,
+    ) -> Result<(Result<T, CallFailure>, CallTicket), ManagerError>
+    where
+        F: FnOnce(Arc<dyn Plugin>) -> Fut,
+        Fut: Future<Output = Result<T, PluginError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (instance, generation) = slot.ready()?;
+        let started = Instant::now();
+        let result = guarded(call(instance), self.settings.call_timeout).await;
+        Ok((
+            result,
+            CallTicket {
+                generation,
+                elapsed: started.elapsed(),
+            },
+        ))
+    }
+
+    fn fail(
+        &self,
+        slot: &PluginSlot,
+        ticket: CallTicket,
+        method: Method,
+        failure: CallFailure,
+    ) -> ManagerError {
+        self.observe(
+            slot,
+            Some(ticket),
+            Observation::Failed {
+                method,
+                failure: &failure,
+            },
+        );
+        ManagerError::from_failure(&slot.name, method, failure)
+    }
+
+    /// Applies an observation to the slot's record and publishes a state change as the event
+    /// `system.plugin.<name>.<state>`. A ticket from a replaced instance is ignored.
+    fn observe(&self, slot: &PluginSlot, ticket: Option<CallTicket>, observation: Observation<'_>) {
+        let changed = {
+            let mut st = slot.state.lock();
+            if let Some(ticket) = ticket {
+                if ticket.generation != st.generation {
+                    return;
+                }
+                st.record.last_call_ms = Some(ticket.elapsed.as_secs_f64() * 1000.0);
+            }
+            let before = st.record.status;
+            st.record
+                .observe(observation, unix_now(), self.settings.thresholds());
+            (before != st.record.status).then(|| {
+                (
+                    st.record.status,
+                    json!({"message": st.record.message, "error": st.record.error}),
+                )
+            })
+        };
+        if let Some((status, payload)) = changed {
+            tracing::info!(plugin = %slot.name, %status, "plugin state changed");
+            let events = self.events.clone();
+            let name = format!("system.plugin.{}.{}", slot.name, status);
+            tokio::spawn(async move {
+                if let Err(e) = events.publish(&name, payload).await {
+                    tracing::warn!(event = %name, error = %e, "could not store plugin state event");
+                }
+            });
+        }
+    }
+
+    /// Builds and initialises a fresh instance (shutting the old one down first). The caller
+    /// holds the slot's lifecycle lock.
+    async fn reinitialize_locked(&self, slot: &PluginSlot) {
+        let (old, descriptor, scopes) = {
+            let mut st = slot.state.lock();
+            st.generation += 1;
+            (st.instance.take(), st.descriptor.clone(), st.scopes.clone())
+        };
+        if let Some(old) = old {
+            self.shutdown_instance(slot, old).await;
+        }
+        let Some(descriptor) = descriptor else {
+            return;
+        };
+        let ctx = PluginContext::new(slot.name.as_str(), scopes, self.host.clone());
+        let constructor = descriptor.constructor.clone();
+        let started = Instant::now();
+        let result = guarded(
+            async move {
+                let plugin: Arc<dyn Plugin> = Arc::from(constructor());
+                plugin.initialize(ctx).await?;
+                Ok(plugin)
+            },
+            self.settings.init_timeout,
+        )
+        .await;
+        let generation = {
+            let mut st = slot.state.lock();
+            st.generation += 1;
+            if let Ok(plugin) = &result {
+                st.instance = Some(plugin.clone());
+            }
+            st.generation
+        };
+        let ticket = CallTicket {
+            generation,
+            elapsed: started.elapsed(),
+        };
+        match result {
+            Ok(_) => self.observe(slot, Some(ticket), Observation::Initialized),
+            Err(failure) => {
+                tracing::warn!(plugin = %slot.name, error = %failure.describe(Method::Initialize), "plugin failed to initialise");
+                self.observe(
+                    slot,
+                    Some(ticket),
+                    Observation::Failed {
+                        method: Method::Initialize,
+                        failure: &failure,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Calls `shutdown` on an instance that is no longer reachable through the slot. Failures
+    /// are logged, never propagated: a plugin cannot stop the host from moving on.
+    async fn shutdown_instance(&self, slot: &PluginSlot, instance: Arc<dyn Plugin>) {
+        let result = guarded(
+            async move { instance.shutdown().await },
+            self.settings.call_timeout,
+        )
+        .await;
+        if let Err(failure) = result {
+            let error = failure.describe(Method::Shutdown);
+            tracing::warn!(plugin = %slot.name, %error, "plugin shutdown failed");
+            let mut st = slot.state.lock();
+            st.record.error = error;
+            st.record.updated_at = unix_now();
+        }
+    }
+
+    /// Enables the plugin (persisted) and initialises it if it is not running.
+    pub async fn start(&self, name: &str) -> Result<PluginRecord, ManagerError> {
+        let slot = self.slot(name)?;
+        let _life = slot.lifecycle.lock().await;
+        self.store.set_enabled(name, true).await?;
+        let running = {
+            let mut st = slot.state.lock();
+            st.record.enabled = true;
+            st.instance.is_some()
+        };
+        if !running {
+            self.reinitialize_locked(&slot).await;
+        }
+        Ok(slot.record())
+    }
+
+    /// Disables the plugin (persisted across restarts) and shuts its instance down.
+    pub async fn stop(&self, name: &str) -> Result<PluginRecord, ManagerError> {
+        let slot = self.slot(name)?;
+        let _life = slot.lifecycle.lock().await;
+        self.store.set_enabled(name, false).await?;
+        let old = {
+            let mut st = slot.state.lock();
+            st.generation += 1;
+            st.instance.take()
+        };
+        self.observe(
+            &slot,
+            None,
+            Observation::Disabled {
+                message: "stopped by admin".into(),
+            },
+        );
+        if let Some(old) = old {
+            self.shutdown_instance(&slot, old).await;
+        }
+        Ok(slot.record())
+    }
+
+    /// Replaces the instance with a fresh one from its factory.
+    pub async fn restart(&self, name: &str) -> Result<PluginRecord, ManagerError> {
+        let slot = self.slot(name)?;
+        let _life = slot.lifecycle.lock().await;
+        if !slot.state.lock().record.enabled {
+            return Err(ManagerError::Disabled(name.to_owned()));
+        }
+        self.reinitialize_locked(&slot).await;
+        {
+            let mut st = slot.state.lock();
+            st.record.restart_count += 1;
+        }
+        Ok(slot.record())
+    }
+
+    /// Discovers plugins again: new ones are loaded, removed ones shut down, the others
+    /// re-initialised unless disabled. Concurrent rescans run one after the other; calls in
+    /// flight finish on the instance they started with.
+    pub async fn rescan(&self) -> Result<Vec<PluginRecord>, ManagerError> {
+        let _rescan = self.rescan_lock.lock().await;
+        let providers = self.providers.clone();
+        let discovery = tokio::task::spawn_blocking(move || discover_all(&providers))
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))?;
+        let disabled = self.store.disabled().await?;
+        for refused in &discovery.refused {
+            tracing::error!(origin = %refused.origin, error = %refused.message, "plugin refused");
+        }
+
+        // Work out the new map under the lock, act on it after.
+        let mut to_start = Vec::new();
+        let mut removed = Vec::new();
+        {
+            let mut slots = self.slots.write();
+            let wanted: Vec<String> = discovery
+                .plugins
+                .keys()
+                .chain(discovery.refused.iter().filter_map(|r| r.name.as_ref()))
+                .cloned()
+                .collect();
+            let stale: Vec<String> = slots
+                .keys()
+                .filter(|name| !wanted.contains(name))
+                .cloned()
+                .collect();
+            for name in stale {
+                if let Some(slot) = slots.remove(&name) {
+                    removed.push(slot);
+                }
+            }
+            for (name, descriptor) in &discovery.plugins {
+                let scopes = self.settings.effective_scopes(descriptor);
+                let slot = slots
+                    .entry(name.clone())
+                    .or_insert_with(|| {
+                        Arc::new(PluginSlot::new(
+                            name,
+                            Some(descriptor.clone()),
+                            scopes.clone(),
+                        ))
+                    })
+                    .clone();
+                {
+                    let mut st = slot.state.lock();
+                    st.descriptor = Some(descriptor.clone());
+                    st.record.source = descriptor.source;
+                    st.record.version = descriptor.manifest.version.clone();
+                    st.record.description = descriptor.manifest.description.clone();
+                    st.record.api_version = descriptor.manifest.api_version.clone();
+                    st.record.origin = descriptor.origin.clone();
+                    st.record.scopes = scopes.names();
+                    st.scopes = scopes;
+                }
+                to_start.push((slot, disabled.contains(name)));
+            }
+            for refused in &discovery.refused {
+                let Some(name) = &refused.name else { continue };
+                let slot = slots
+                    .entry(name.clone())
+                    .or_insert_with(|| Arc::new(PluginSlot::new(name, None, ScopeSet::empty())))
+                    .clone();
+                slot.state.lock().descriptor = None;
+                removed.push(slot.clone());
+                self.observe(
+                    &slot,
+                    None,
+                    Observation::Broken {
+                        error: refused.message.clone(),
+                    },
+                );
+            }
+        }
+
+        let shutdowns = removed.iter().map(|slot| async move {
+            let _life = slot.lifecycle.lock().await;
+            let old = {
+                let mut st = slot.state.lock();
+                st.generation += 1;
+                st.instance.take()
+            };
+            if let Some(old) = old {
+                self.shutdown_instance(slot, old).await;
+            }
+        });
+        futures::future::join_all(shutdowns).await;
+
+        let starts = to_start.iter().map(|(slot, is_disabled)| async move {
+            let _life = slot.lifecycle.lock().await;
+            if *is_disabled {
+                let old = {
+                    let mut st = slot.state.lock();
+                    st.generation += 1;
+                    st.instance.take()
+                };
+                self.observe(
+                    slot,
+                    None,
+                    Observation::Disabled {
+                        message: "disabled".into(),
+                    },
+                );
+                if let Some(old) = old {
+                    self.shutdown_instance(slot, old).await;
+                }
+            } else {
+                self.reinitialize_locked(slot).await;
+            }
+        });
+        futures::future::join_all(starts).await;
+        Ok(self.list())
+    }
+
+    /// Shuts every plugin down, in parallel, each bounded by the call timeout.
+    pub async fn shutdown(&self) {
+        let slots: Vec<Arc<PluginSlot>> = self.slots.read().values().cloned().collect();
+        let all = slots.iter().map(|slot| async move {
+            let old = {
+                let mut st = slot.state.lock();
+                st.generation += 1;
+                st.instance.take()
+            };
+            if let Some(old) = old {
+                self.shutdown_instance(slot, old).await;
+            }
+            let mut st = slot.state.lock();
+            if st.record.enabled {
+                st.record.message = "shut down".into();
+                st.record.updated_at = unix_now();
+            }
+        });
+        futures::future::join_all(all).await;
+    }
+}
+
+/// Which instance a call ran against, and how long it took.
+#[derive(Debug, Clone, Copy)]
+struct CallTicket {
+    generation: u64,
+    elapsed: Duration,
+}

@@ -1,0 +1,288 @@
+//! The plugin record shown to admins, and the one place where plugin state changes.
+
+use std::fmt;
+use std::time::Duration;
+
+use nebula_plugin_api::{ErrorKind, PluginError};
+use serde::Serialize;
+
+/// Where a plugin comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginSource {
+    /// Linked into the binary, registered through `inventory`.
+    InProcess,
+    /// A remote `PluginService` endpoint.
+    Grpc,
+}
+
+impl PluginSource {
+    /// `in_process` or `grpc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginSource::InProcess => "in_process",
+            PluginSource::Grpc => "grpc",
+        }
+    }
+}
+
+/// A plugin's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginStatus {
+    /// Initialised, not yet health-checked.
+    Initialized,
+    /// The last health check said `ok` (or a call succeeded since a failure).
+    Healthy,
+    /// The last call failed or health reported a problem; the plugin still answers.
+    Degraded,
+    /// Calls keep timing out.
+    Unresponsive,
+    /// The plugin panicked.
+    Crashed,
+    /// Stopped by an admin or by policy; not called until started.
+    Disabled,
+}
+
+impl PluginStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginStatus::Initialized => "initialized",
+            PluginStatus::Healthy => "healthy",
+            PluginStatus::Degraded => "degraded",
+            PluginStatus::Unresponsive => "unresponsive",
+            PluginStatus::Crashed => "crashed",
+            PluginStatus::Disabled => "disabled",
+        }
+    }
+}
+
+impl fmt::Display for PluginStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an admin sees of a plugin (`GET /system/plugins`).
+///
+/// The first eleven fields are the contract's and always present; the rest are counters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginRecord {
+    /// Unique name.
+    pub name: String,
+    /// Where it comes from.
+    pub source: PluginSource,
+    /// The plugin API version it speaks.
+    pub api_version: String,
+    /// Its own version.
+    pub version: String,
+    /// One line.
+    pub description: String,
+    /// The scopes it holds (declared ∩ v1 ∩ granted).
+    pub scopes: Vec<String>,
+    /// Current state.
+    pub status: PluginStatus,
+    /// Human-readable state detail.
+    pub message: String,
+    /// The last error, empty when there is none.
+    pub error: String,
+    /// When the current instance finished `initialize` (float Unix seconds); null before that.
+    pub initialized_at: Option<f64>,
+    /// When the record last changed.
+    pub updated_at: f64,
+    /// Whether the plugin is enabled (persisted).
+    pub enabled: bool,
+    /// Where it was registered (module path or endpoint).
+    pub origin: String,
+    /// Timeouts in a row.
+    pub consecutive_timeouts: u32,
+    /// Failed health checks in a row.
+    pub consecutive_health_failures: u32,
+    /// Panics in a row.
+    pub consecutive_crashes: u32,
+    /// Restarts since discovery.
+    pub restart_count: u32,
+    /// Duration of the last call, milliseconds.
+    pub last_call_ms: Option<f64>,
+}
+
+/// The plugin method a call went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `initialize` (including the factory).
+    Initialize,
+    /// `health`.
+    Health,
+    /// `sync_users`.
+    SyncUsers,
+    /// `shutdown`.
+    Shutdown,
+}
+
+impl Method {
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Initialize => "initialize",
+            Method::Health => "health",
+            Method::SyncUsers => "sync_users",
+            Method::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a guarded call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallFailure {
+    /// The plugin returned an error.
+    Error(PluginError),
+    /// The plugin panicked; the panic message.
+    Panicked(String),
+    /// The call did not finish within the bound.
+    TimedOut(Duration),
+}
+
+impl CallFailure {
+    /// One line for the record's `error` field.
+    pub fn describe(&self, method: Method) -> String {
+        match self {
+            CallFailure::Error(e) => format!("{method} failed: {e}"),
+            CallFailure::Panicked(m) => format!("panicked in {method}: {m}"),
+            CallFailure::TimedOut(d) => {
+                format!("{method} timed out after {:.3}s", d.as_secs_f64())
+            }
+        }
+    }
+
+    /// Whether the failure says something about the plugin (a caller's bad input does not).
+    fn counts_against_plugin(&self) -> bool {
+        !matches!(
+            self,
+            CallFailure::Error(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::NotFound)
+        )
+    }
+}
+
+/// Something the manager observed about a plugin.
+#[derive(Debug)]
+pub(crate) enum Observation<'a> {
+    /// A fresh instance finished `initialize`.
+    Initialized,
+    /// `health` answered; `ok` when its status was `"ok"`.
+    HealthAnswered { ok: bool, message: String },
+    /// `sync_users` (or `shutdown`) succeeded.
+    CallSucceeded,
+    /// A call failed.
+    Failed {
+        method: Method,
+        failure: &'a CallFailure,
+    },
+    /// An admin (or policy) disabled the plugin.
+    Disabled { message: String },
+    /// The plugin cannot be loaded at all (bad manifest, duplicate name).
+    Broken { error: String },
+}
+
+/// Thresholds that move a plugin between states.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Thresholds {
+    pub timeout_restart_threshold: u32,
+}
+
+impl PluginRecord {
+    /// Applies an observation: every state transition of the manager happens here.
+    pub(crate) fn observe(&mut self, observation: Observation<'_>, now: f64, limits: Thresholds) {
+        self.updated_at = now;
+        match observation {
+            Observation::Initialized => {
+                self.status = PluginStatus::Initialized;
+                self.message = "initialized".into();
+                self.error.clear();
+                self.initialized_at = Some(now);
+                self.enabled = true;
+                self.consecutive_timeouts = 0;
+                self.consecutive_health_failures = 0;
+                self.consecutive_crashes = 0;
+            }
+            Observation::HealthAnswered { ok: true, .. } => {
+                self.status = PluginStatus::Healthy;
+                self.message = "ok".into();
+                self.error.clear();
+                self.consecutive_timeouts = 0;
+                self.consecutive_health_failures = 0;
+                self.consecutive_crashes = 0;
+            }
+            Observation::HealthAnswered { ok: false, message } => {
+                self.status = PluginStatus::Degraded;
+                self.error = format!("health reported: {message}");
+                self.message = message;
+                self.consecutive_timeouts = 0;
+                self.consecutive_health_failures += 1;
+            }
+            Observation::CallSucceeded => {
+                self.consecutive_timeouts = 0;
+                self.consecutive_crashes = 0;
+                // A working call clears call failures, but not what health itself reported.
+                let call_failure = matches!(
+                    self.status,
+                    PluginStatus::Degraded | PluginStatus::Unresponsive | PluginStatus::Crashed
+                ) && self.consecutive_health_failures == 0;
+                if call_failure {
+                    self.status = PluginStatus::Healthy;
+                    self.message = "ok".into();
+                    self.error.clear();
+                }
+            }
+            Observation::Failed { method, failure } => {
+                if !failure.counts_against_plugin() {
+                    return;
+                }
+                self.error = failure.describe(method);
+                if method == Method::Health {
+                    self.consecutive_health_failures += 1;
+                }
+                match failure {
+                    CallFailure::Panicked(_) => {
+                        self.consecutive_crashes += 1;
+                        self.status = PluginStatus::Crashed;
+                        self.message = format!("crashed in {method}");
+                    }
+                    CallFailure::TimedOut(_) => {
+                        self.consecutive_timeouts += 1;
+                        self.status =
+                            if self.consecutive_timeouts >= limits.timeout_restart_threshold {
+                                PluginStatus::Unresponsive
+                            } else {
+                                PluginStatus::Degraded
+                            };
+                        self.message = format!("{method} timed out");
+                    }
+                    CallFailure::Error(_) => {
+                        self.status = PluginStatus::Degraded;
+                        self.message = format!("{method} failed");
+                    }
+                }
+                if method == Method::Initialize {
+                    self.initialized_at = None;
+                }
+            }
+            Observation::Disabled { message } => {
+                self.status = PluginStatus::Disabled;
+                self.message = message;
+                self.enabled = false;
+            }
+            Observation::Broken { error } => {
+                self.status = PluginStatus::Degraded;
+                self.message = "not loaded".into();
+                self.error = error;
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The plugin API of Nebula Core (`plugin_api_v1`).
+//!
+//! This crate is everything a plugin author depends on, and nothing more: no database, web or
+//! gRPC crate is reachable from here. A whole in-process plugin is a manifest, a struct, an
+//! `impl Plugin` and one [`register_plugin!`] line:
+//!
+//! ```
+//! use nebula_plugin_api::{async_trait, json_object, register_plugin, JsonObject, Plugin,
+//!     PluginContext, PluginError, SyncRequest};
+//!
+//! #[derive(Default)]
+//! struct Hello;
+//!
+//! #[async_trait]
+//! impl Plugin for Hello {
+//!     async fn initialize(&self, _ctx: PluginContext) -> Result<(), PluginError> {
+//!         Ok(())
+//!     }
+//!     async fn health(&self) -> Result<JsonObject, PluginError> {
+//!         Ok(json_object!({"status": "ok"}))
+//!     }
+//!     async fn sync_users(&self, request: SyncRequest) -> Result<JsonObject, PluginError> {
+//!         Ok(json_object!({"status": "ok", "count": request.users.map_or(0, |u| u.len())}))
+//!     }
+//! }
+//!
+//! register_plugin!(
+//!     r#"{"name": "hello", "version": "0.1.0", "description": "Says hello",
+//!         "api_version": "v1", "scopes": ["users.read"]}"#,
+//!     || Box::new(Hello)
+//! );
+//! # fn main() {}
+//! ```
+//!
+//! The host (the core engine, or a gRPC bridge) gives each plugin a [`PluginContext`] on
+//! `initialize`. The context checks the plugin's granted scopes and validates its arguments, then
+//! forwards to a [`Host`] trait object, so the same plugin runs against any host.
+
+mod context;
+mod error;
+mod identity;
+mod manifest;
+mod plugin;
+mod registration;
+mod request;
+mod scope;
+
+pub use context::{Host, LogLevel, PluginContext};
+pub use error::{ErrorKind, PluginError};
+pub use identity::{
+    normalize_db_name, normalize_role_tag, DirectoryUser, IdentityRole, SyncOutcome, SYSTEM_DB_NAME,
+};
+pub use manifest::{validate_plugin_name, PluginManifest};
+pub use plugin::{JsonObject, Plugin};
+pub use registration::{registered_plugins, PluginFactory, PluginRegistration};
+pub use request::{SyncRequest, SyncUser, MAX_SYNC_LIMIT, MAX_USERS_PER_REQUEST};
+pub use scope::{Scope, ScopeSet};
+
+/// The version of the plugin contract this crate implements. A manifest must declare it.
+pub const PLUGIN_API_VERSION: &str = "v1";
+
+// Re-exported so a plugin crate needs this crate alone.
+pub use async_trait::async_trait;
+#[doc(hidden)]
+pub use inventory;
+pub use serde_json;
+
+/// Builds a [`JsonObject`] from a `serde_json::json!` object literal.
+///
+/// A literal that is not an object yields an empty map; use it for object literals only.
+#[macro_export]
+macro_rules! json_object {
+    ($($tt:tt)+) => {
+        match $crate::serde_json::json!($($tt)+) {
+            $crate::serde_json::Value::Object(map) => map,
+            _ => $crate::JsonObject::new(),
+        }
+    };
+}

@@ -1,0 +1,69 @@
+//! Static registration through `inventory`.
+
+use crate::{Plugin, PluginError, PluginManifest};
+
+/// Creates a fresh plugin instance. Called at discovery and again on every restart.
+pub type PluginFactory = fn() -> Box<dyn Plugin>;
+
+/// One statically registered plugin: its manifest (JSON text, usually an embedded
+/// `plugin.json`), its factory, and where it was registered (for duplicate reports).
+///
+/// Create it with [`register_plugin!`](crate::register_plugin), not by hand.
+#[derive(Debug)]
+pub struct PluginRegistration {
+    manifest_json: &'static str,
+    factory: PluginFactory,
+    origin: &'static str,
+}
+
+impl PluginRegistration {
+    /// A registration; `origin` names the registering module (`module_path!()`).
+    pub const fn new(
+        manifest_json: &'static str,
+        factory: PluginFactory,
+        origin: &'static str,
+    ) -> Self {
+        PluginRegistration {
+            manifest_json,
+            factory,
+            origin,
+        }
+    }
+
+    /// Parses and validates the manifest.
+    pub fn manifest(&self) -> Result<PluginManifest, PluginError> {
+        PluginManifest::from_json(self.manifest_json)
+    }
+
+    /// The factory.
+    pub fn factory(&self) -> PluginFactory {
+        self.factory
+    }
+
+    /// The module that registered this plugin.
+    pub fn origin(&self) -> &'static str {
+        self.origin
+    }
+}
+
+inventory::collect!(PluginRegistration);
+
+/// Every plugin registered in the linked binary, in unspecified order.
+///
+/// A plugin crate is linked only when the binary references it (`use my_plugin as _;`).
+pub fn registered_plugins() -> impl Iterator<Item = &'static PluginRegistration> {
+    inventory::iter::<PluginRegistration>.into_iter()
+}
+
+/// Registers a plugin with the host: `register_plugin!(manifest_json, factory)`.
+///
+/// `manifest_json` is a `&'static str` (typically `include_str!("../plugin.json")`) and
+/// `factory` a `fn() -> Box<dyn Plugin>` (a closure without captures works).
+#[macro_export]
+macro_rules! register_plugin {
+    ($manifest_json:expr, $factory:expr $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::PluginRegistration::new($manifest_json, $factory, ::core::module_path!())
+        }
+    };
+}

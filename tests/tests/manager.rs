@@ -1,0 +1,269 @@
+//! The plugin manager against misbehaving plugins (registered in `nebula_tests`).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nebula_core::{ManagerError, NebulaCore, PluginDescriptor, PluginStatus};
+use nebula_plugin_api::SyncRequest;
+use nebula_tests as _;
+
+fn real_sync() -> SyncRequest {
+    SyncRequest {
+        dry_run: false,
+        ..SyncRequest::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_plugins_end_in_the_right_states_and_the_good_one_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = common::engine(dir.path()).await;
+    let plugins = core.plugins();
+
+    // A panic in initialize: crashed, with the panic text; the process lives on.
+    let rec = plugins.record("panics_in_init").unwrap();
+    assert_eq!(rec.status, PluginStatus::Crashed);
+    assert!(rec.error.contains("boom in initialize"), "{}", rec.error);
+    assert!(rec.initialized_at.is_none());
+    match plugins.health("panics_in_init").await {
+        Err(ManagerError::NotReady { status, error, .. }) => {
+            assert_eq!(status, PluginStatus::Crashed);
+            assert!(error.contains("boom in initialize"));
+        }
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+
+    // An error from health: degraded with the error text.
+    let err = plugins.health("fails_health").await.unwrap_err();
+    assert!(
+        matches!(err, ManagerError::Plugin { .. }),
+        "expected a plugin error, got {err:?}"
+    );
+    let rec = plugins.record("fails_health").unwrap();
+    assert_eq!(rec.status, PluginStatus::Degraded);
+    assert!(
+        rec.error.contains("upstream directory unreachable"),
+        "{}",
+        rec.error
+    );
+    assert_eq!(rec.consecutive_health_failures, 1);
+
+    // A panic in sync_users: crashed, the caller gets the message.
+    let err = plugins
+        .sync_users("fails_health", real_sync())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("sync exploded"), "{err}");
+    let rec = plugins.record("fails_health").unwrap();
+    assert_eq!(rec.status, PluginStatus::Crashed);
+    assert_eq!(rec.consecutive_crashes, 1);
+
+    // The good plugin is healthy.
+    plugins.health("well_behaved").await.unwrap();
+    assert_eq!(
+        plugins.record("well_behaved").unwrap().status,
+        PluginStatus::Healthy
+    );
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_call_times_out_on_time_while_others_keep_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = common::engine(dir.path()).await;
+    let timeout = core.plugins().settings().call_timeout;
+    assert_eq!(timeout, Duration::from_secs(1));
+
+    let manager = Arc::clone(core.plugins());
+    let hanging = tokio::spawn(async move {
+        let started = Instant::now();
+        let result = manager.sync_users("hangs_in_sync", real_sync()).await;
+        (started.elapsed(), result)
+    });
+
+    // While the hanging call is in flight, the good plugin and the list answer promptly, and a
+    // second real sync of the hanging plugin is refused at once.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut answered = 0;
+    let mut slowest = Duration::ZERO;
+    while !hanging.is_finished() {
+        let t = Instant::now();
+        core.plugins().health("well_behaved").await.unwrap();
+        core.plugins()
+            .sync_users("well_behaved", SyncRequest::default())
+            .await
+            .unwrap();
+        assert!(core.plugins().list().len() >= 4);
+        core.plugins().health("hangs_in_sync").await.unwrap();
+        slowest = slowest.max(t.elapsed());
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        answered >= 10,
+        "only {answered} rounds answered during the hang"
+    );
+    assert!(
+        slowest < Duration::from_millis(200),
+        "slowest round {slowest:?}"
+    );
+
+    let (elapsed, result) = hanging.await.unwrap();
+    match result {
+        Err(ManagerError::Timeout { after, .. }) => assert_eq!(after, timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        elapsed >= timeout,
+        "answered before the timeout: {elapsed:?}"
+    );
+    assert!(
+        elapsed <= timeout.mul_f64(1.2),
+        "timeout took {elapsed:?}, more than 120% of {timeout:?}"
+    );
+    let rec = core.plugins().record("hangs_in_sync").unwrap();
+    assert_eq!(rec.status, PluginStatus::Degraded);
+    assert_eq!(rec.consecutive_timeouts, 1);
+    assert!(
+        rec.error.contains("timed out after 1.000s"),
+        "{}",
+        rec.error
+    );
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_real_sync_is_refused_while_one_runs_but_dry_runs_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = common::engine(dir.path()).await;
+    let manager = Arc::clone(core.plugins());
+    let first = tokio::spawn(async move { manager.sync_users("hangs_in_sync", real_sync()).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    let err = core
+        .plugins()
+        .sync_users("hangs_in_sync", real_sync())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ManagerError::SyncInProgress(_)), "{err:?}");
+    assert_eq!(err.to_string(), "sync already in progress");
+    assert!(t.elapsed() < Duration::from_millis(100));
+    // Dry runs are not serialised: this one waits for its own timeout instead.
+    let err = core
+        .plugins()
+        .sync_users("hangs_in_sync", SyncRequest::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ManagerError::Timeout { .. }), "{err:?}");
+    assert!(matches!(
+        first.await.unwrap(),
+        Err(ManagerError::Timeout { .. })
+    ));
+    core.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_persists_across_engine_rebuilds_and_start_brings_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let core = common::engine(dir.path()).await;
+        let rec = core.plugins().stop("well_behaved").await.unwrap();
+        assert_eq!(rec.status, PluginStatus::Disabled);
+        assert!(!rec.enabled);
+        let err = core.plugins().health("well_behaved").await.unwrap_err();
+        assert!(matches!(err, ManagerError::Disabled(_)), "{err:?}");
+        core.shutdown().await;
+    }
+    let core = common::engine(dir.path()).await;
+    let rec = core.plugins().record("well_behaved").unwrap();
+    assert_eq!(rec.status, PluginStatus::Disabled, "disabled flag survives");
+    let rec = core.plugins().start("well_behaved").await.unwrap();
+    assert_eq!(rec.status, PluginStatus::Initialized);
+    core.plugins().health("well_behaved").await.unwrap();
+    let rec = core.plugins().restart("well_behaved").await.unwrap();
+    assert_eq!(rec.restart_count, 1);
+    assert_eq!(rec.status, PluginStatus::Initialized);
+    core.shutdown().await;
+
+    let core = common::engine(dir.path()).await;
+    assert_eq!(
+        core.plugins().record("well_behaved").unwrap().status,
+        PluginStatus::Initialized
+    );
+    core.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicate_names_are_refused_naming_both_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let dup = PluginDescriptor::in_process(
+        nebula_tests::test_manifest("well_behaved"),
+        || Box::new(nebula_tests::WellBehaved),
+        "embedder::second_copy",
+    );
+    let core = NebulaCore::builder()
+        .config(common::config_in(dir.path()))
+        .plugin(dup)
+        .build()
+        .await
+        .unwrap();
+    let rec = core.plugins().record("well_behaved").unwrap();
+    assert_eq!(rec.status, PluginStatus::Degraded);
+    assert!(
+        rec.error.contains("duplicate plugin name 'well_behaved'"),
+        "{}",
+        rec.error
+    );
+    assert!(rec.error.contains("embedder::second_copy"), "{}", rec.error);
+    assert!(rec.error.contains("nebula_tests"), "{}", rec.error);
+    assert!(core.plugins().health("well_behaved").await.is_err());
+    // The others are unaffected.
+    core.plugins().health("hangs_in_sync").await.unwrap();
+    core.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_is_sorted_and_has_every_contract_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = common::engine(dir.path()).await;
+    let records = core.plugins().list();
+    let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    let json = serde_json::to_value(&records[0]).unwrap();
+    for field in [
+        "name",
+        "source",
+        "api_version",
+        "version",
+        "description",
+        "scopes",
+        "status",
+        "message",
+        "error",
+        "initialized_at",
+        "updated_at",
+    ] {
+        assert!(json.get(field).is_some(), "missing {field}: {json}");
+    }
+    assert!(core.plugins().record("nope").is_err());
+    core.shutdown().await;
+}
+
+#[tokio::test]
+async fn rescan_reinitialises_plugins_and_keeps_disabled_ones_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = common::engine(dir.path()).await;
+    core.plugins().stop("hangs_in_sync").await.unwrap();
+    let before = core.plugins().record("well_behaved").unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let records = core.plugins().rescan().await.unwrap();
+    let after = records.iter().find(|r| r.name == "well_behaved").unwrap();
+    assert!(after.initialized_at > before.initialized_at);
+    let hanging = records.iter().find(|r| r.name == "hangs_in_sync").unwrap();
+    assert_eq!(hanging.status, PluginStatus::Disabled);
+    core.shutdown().await;
+}
