@@ -219,8 +219,10 @@ impl PluginContext {
         is_staff: bool,
     ) -> Result<(), PluginError> {
         self.require(&[Scope::RolesWrite])?;
-        if name.trim().is_empty() {
-            return Err(PluginError::invalid("role name: must not be empty"));
+        if !name.chars().any(|c| c.is_ascii_alphanumeric()) {
+            return Err(PluginError::invalid(
+                "role name: needs at least one letter or digit",
+            ));
         }
         let role = IdentityRole {
             name: normalize_role_tag(name),
@@ -268,7 +270,10 @@ fn client_db_name(raw: &str) -> Result<String, PluginError> {
 
 fn checked_username(raw: &str) -> Result<String, PluginError> {
     let username = raw.trim();
-    if username.is_empty() || username.chars().any(char::is_control) || username.len() > 150 {
+    if username.is_empty()
+        || username.chars().any(char::is_control)
+        || username.chars().count() > 150
+    {
         return Err(PluginError::invalid(format!(
             "username '{}': expected 1 to 150 printable characters",
             raw.escape_default()
@@ -470,6 +475,7 @@ mod tests {
             .await
             .unwrap();
         assert!(ctx.upsert_identity_role(" ", "d", false).await.is_err());
+        assert!(ctx.upsert_identity_role("!!!", "d", false).await.is_err());
         assert_eq!(
             host.calls(),
             vec![

@@ -241,7 +241,9 @@ impl PluginRecord {
                 }
             }
             Observation::Failed { method, failure } => {
-                if !failure.counts_against_plugin() {
+                // A caller's bad input says nothing about the plugin; a failed initialise
+                // always does (there is no instance afterwards).
+                if method != Method::Initialize && !failure.counts_against_plugin() {
                     return;
                 }
                 self.error = failure.describe(method);

@@ -1,0 +1,169 @@
+//! Staff accounts of `system.db`: what login and sessions read, what `create-user` writes.
+//!
+//! Kept apart from the identity directory on purpose: plugins reach the directory through
+//! their context and can never touch this module.
+
+use diesel::prelude::*;
+use nebula_plugin_api::{SyncOutcome, SYSTEM_DB_NAME};
+
+use crate::storage::schema::users;
+use crate::storage::{unix_now, Database, StorageError};
+
+/// A `system.db` user as authentication sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Row id (sessions are bound to it).
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// PHC-format password hash (`!` = no usable password).
+    pub password_hash: String,
+    /// Whether the account may be used.
+    pub is_active: bool,
+    /// Whether the account may call the admin API.
+    pub is_staff: bool,
+}
+
+type AccountRow = (i64, String, String, bool, bool);
+
+fn account((id, username, password_hash, is_active, is_staff): AccountRow) -> Account {
+    Account {
+        id,
+        username,
+        password_hash,
+        is_active,
+        is_staff,
+    }
+}
+
+/// Reads and writes staff accounts.
+#[derive(Debug, Clone)]
+pub struct AccountStore {
+    db: Database,
+}
+
+impl AccountStore {
+    /// Accounts stored in `db`.
+    pub fn new(db: Database) -> Self {
+        AccountStore { db }
+    }
+
+    /// The `system.db` account with this username.
+    pub async fn by_username(&self, username: &str) -> Result<Option<Account>, StorageError> {
+        let username = username.to_owned();
+        self.db
+            .read(move |conn| {
+                Ok(users::table
+                    .filter(users::db_name.eq(SYSTEM_DB_NAME))
+                    .filter(users::username.eq(&username))
+                    .select((
+                        users::id,
+                        users::username,
+                        users::password_hash,
+                        users::is_active,
+                        users::is_staff,
+                    ))
+                    .first::<AccountRow>(conn)
+                    .optional()?
+                    .map(account))
+            })
+            .await
+    }
+
+    /// The `system.db` account with this id.
+    pub async fn by_id(&self, id: i64) -> Result<Option<Account>, StorageError> {
+        self.db
+            .read(move |conn| {
+                Ok(users::table
+                    .filter(users::db_name.eq(SYSTEM_DB_NAME))
+                    .filter(users::id.eq(id))
+                    .select((
+                        users::id,
+                        users::username,
+                        users::password_hash,
+                        users::is_active,
+                        users::is_staff,
+                    ))
+                    .first::<AccountRow>(conn)
+                    .optional()?
+                    .map(account))
+            })
+            .await
+    }
+
+    /// Creates the account, or sets the password and staff flag of an existing one (and
+    /// re-activates it). Changing the password invalidates the account's sessions.
+    pub async fn upsert(
+        &self,
+        username: &str,
+        password_hash: &str,
+        is_staff: bool,
+    ) -> Result<SyncOutcome, StorageError> {
+        let (username, hash) = (username.to_owned(), password_hash.to_owned());
+        self.db
+            .write(move |conn| {
+                let now = unix_now();
+                let inserted = diesel::insert_into(users::table)
+                    .values((
+                        users::db_name.eq(SYSTEM_DB_NAME),
+                        users::username.eq(&username),
+                        users::password_hash.eq(&hash),
+                        users::is_active.eq(true),
+                        users::is_staff.eq(is_staff),
+                        users::created_at.eq(now),
+                        users::updated_at.eq(now),
+                    ))
+                    .on_conflict((users::db_name, users::username))
+                    .do_nothing()
+                    .execute(conn)?;
+                if inserted == 1 {
+                    return Ok(SyncOutcome::Created);
+                }
+                diesel::update(
+                    users::table
+                        .filter(users::db_name.eq(SYSTEM_DB_NAME))
+                        .filter(users::username.eq(&username)),
+                )
+                .set((
+                    users::password_hash.eq(&hash),
+                    users::is_active.eq(true),
+                    users::is_staff.eq(is_staff),
+                    users::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+                Ok(SyncOutcome::Updated)
+            })
+            .await
+    }
+
+    /// Sets the active and staff flags (for admins and tests).
+    pub async fn set_flags(
+        &self,
+        username: &str,
+        is_active: bool,
+        is_staff: bool,
+    ) -> Result<(), StorageError> {
+        let username = username.to_owned();
+        self.db
+            .write(move |conn| {
+                let n = diesel::update(
+                    users::table
+                        .filter(users::db_name.eq(SYSTEM_DB_NAME))
+                        .filter(users::username.eq(&username)),
+                )
+                .set((
+                    users::is_active.eq(is_active),
+                    users::is_staff.eq(is_staff),
+                    users::updated_at.eq(unix_now()),
+                ))
+                .execute(conn)?;
+                if n == 0 {
+                    return Err(StorageError::NotFound(format!(
+                        "user '{username}' not found in '{SYSTEM_DB_NAME}'"
+                    )));
+                }
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,191 @@
+//! Authentication primitives: the installer token, staff passwords, signed sessions, and the
+//! login rate limit. The HTTP server wires them to headers and cookies; nothing here knows HTTP.
+
+mod limiter;
+mod password;
+mod secrets;
+mod session;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+
+pub use limiter::{LoginLimiter, RateLimits};
+pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_LEN};
+pub use secrets::{load_or_generate_secret, Secret, SecretOrigin};
+pub use session::{IssuedSession, SessionCodec};
+
+use crate::accounts::{Account, AccountStore};
+use crate::storage::StorageError;
+
+/// Why authentication failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong username or password — deliberately the same whether the user exists or not.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Too many failed logins.
+    #[error("too many failed logins; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The session cookie is missing, forged, expired, or its user may no longer log in.
+    #[error("invalid session")]
+    InvalidSession,
+    /// Accounts could not be read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Hashing failed (should not happen with valid parameters).
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+/// A staff user authenticated by a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffUser {
+    /// Row id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+}
+
+/// Who made a request to the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The installer token.
+    InstallerToken,
+    /// A staff session.
+    Staff(StaffUser),
+}
+
+/// Checks tokens, logs staff in and verifies their sessions. Cheap to clone.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    token: Option<Secret>,
+    sessions: SessionCodec,
+    accounts: AccountStore,
+    limiter: LoginLimiter,
+    /// Verified against when the user does not exist, so both paths cost one argon2 check.
+    decoy_hash: String,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("token_configured", &self.inner.token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator. `token` empty or absent means no token ever matches.
+    pub fn new(
+        token: Option<Secret>,
+        session_key: Secret,
+        session_ttl: Duration,
+        accounts: AccountStore,
+        limits: RateLimits,
+    ) -> Result<Self, AuthError> {
+        let decoy_hash = hash_password("decoy password that is never used")
+            .map_err(|e| AuthError::Hashing(e.to_string()))?;
+        Ok(Authenticator {
+            inner: Arc::new(Inner {
+                token: token.filter(|t| !t.expose().is_empty()),
+                sessions: SessionCodec::new(session_key, session_ttl),
+                accounts,
+                limiter: LoginLimiter::new(limits),
+                decoy_hash,
+            }),
+        })
+    }
+
+    /// Whether `presented` is the installer token (constant-time; empty never matches).
+    pub fn token_matches(&self, presented: &str) -> bool {
+        match &self.inner.token {
+            Some(token) if !presented.is_empty() => {
+                let expected = token.expose().as_bytes();
+                // Length is not secret; the content comparison is constant-time.
+                expected.len() == presented.len()
+                    && bool::from(expected.ct_eq(presented.as_bytes()))
+            }
+            _ => false,
+        }
+    }
+
+    /// Checks a staff login and issues a session. Failures are rate-limited per username and
+    /// per client address, and answer the same whether the user exists or not.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<IssuedSession, AuthError> {
+        let inner = &self.inner;
+        inner.limiter.check(username, client)?;
+        let account = inner.accounts.by_username(username).await?;
+        let hash = account
+            .as_ref()
+            .map_or(inner.decoy_hash.clone(), |a| a.password_hash.clone());
+        let password_ok = verify_password_blocking(password.to_owned(), hash).await?;
+        match account {
+            Some(a) if password_ok && a.is_active && a.is_staff => {
+                inner.limiter.succeeded(username);
+                Ok(inner.sessions.issue(&a))
+            }
+            _ => {
+                inner.limiter.failed(username, client);
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// Verifies a session cookie value: signature, expiry, and that its user is still an
+    /// active staff user whose password has not changed since the session was issued.
+    pub async fn verify_session(&self, cookie: &str) -> Result<StaffUser, AuthError> {
+        let claims = self
+            .inner
+            .sessions
+            .decode(cookie)
+            .ok_or(AuthError::InvalidSession)?;
+        let account: Account = self
+            .inner
+            .accounts
+            .by_id(claims.user_id)
+            .await?
+            .ok_or(AuthError::InvalidSession)?;
+        let still_allowed = account.is_active
+            && account.is_staff
+            && self.inner.sessions.bound_to(&claims, &account);
+        if !still_allowed {
+            return Err(AuthError::InvalidSession);
+        }
+        Ok(StaffUser {
+            id: account.id,
+            username: account.username,
+        })
+    }
+
+    /// The session lifetime.
+    pub fn session_ttl(&self) -> Duration {
+        self.inner.sessions.ttl()
+    }
+
+    /// Issues a session for an account without a password check (tests and tools only).
+    pub fn issue_session_for(&self, account: &Account) -> IssuedSession {
+        self.inner.sessions.issue(account)
+    }
+}
+
+async fn verify_password_blocking(password: String, hash: String) -> Result<bool, AuthError> {
+    // argon2 is memory-hard on purpose: keep it off the async workers.
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| AuthError::Hashing(e.to_string()))
+}

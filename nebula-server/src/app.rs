@@ -1,0 +1,117 @@
+//! The actix application: middleware order, limits and the route table mounted.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
+use actix_web::{web, App, Resource};
+
+use crate::auth::require_staff;
+use crate::error::ApiError;
+use crate::routes::{public_routes, system_routes, RouteEntry};
+use crate::state::AppState;
+
+/// Builds the application for one worker.
+pub fn app(
+    state: AppState,
+    max_body_bytes: usize,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let mut system = web::scope("/system").wrap(from_fn(require_staff));
+    for resource in resources(system_routes()) {
+        system = system.service(resource);
+    }
+    system = system.default_service(web::to(not_found));
+
+    let mut app = App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::PayloadConfig::new(max_body_bytes))
+        .service(system);
+    for resource in resources(public_routes()) {
+        app = app.service(resource);
+    }
+    app.default_service(web::to(not_found))
+        // Outermost last: the log sees the final status, after errors became JSON.
+        .wrap(ErrorHandlers::new().default_handler(json_error_body))
+        .wrap(from_fn(log_request))
+}
+
+/// One resource per path, so a known path with the wrong method answers 405 (actix's
+/// `Scope::route` would turn the method into a resource guard and answer 404).
+fn resources(routes: Vec<RouteEntry>) -> Vec<Resource> {
+    let mut by_path: Vec<(&'static str, Resource)> = Vec::new();
+    for entry in routes {
+        match by_path.iter_mut().find(|(path, _)| *path == entry.path) {
+            Some((_, resource)) => {
+                let taken = std::mem::replace(resource, web::resource(entry.path));
+                *resource = taken.route(entry.route);
+            }
+            None => by_path.push((entry.path, web::resource(entry.path).route(entry.route))),
+        }
+    }
+    by_path.into_iter().map(|(_, resource)| resource).collect()
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("Not Found".into()))
+}
+
+/// Makes every error response JSON `{"detail": …}`, including actix's own (extractor errors,
+/// 405 for a wrong method, 413 for a large body).
+fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .response()
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let detail = res
+        .response()
+        .error()
+        .map(|e| e.to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_owned());
+    let (req, old) = res.into_parts();
+    let mut response = ApiError::detail_response(status, &detail);
+    // Keep headers such as `Allow` on a 405.
+    for (name, value) in old.headers() {
+        if name != CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}
+
+/// One line per request: method, path, status, duration. Never headers, so never the token
+/// or the cookie.
+async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let started = Instant::now();
+    let res = next.call(req).await?;
+    tracing::info!(
+        %method,
+        %path,
+        status = res.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(res)
+}

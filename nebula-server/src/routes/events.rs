@@ -1,0 +1,26 @@
+//! `/system/events`
+
+use actix_web::{web, HttpResponse};
+use nebula_core::events::MAX_EVENT_PAGE;
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::QueryParams;
+use crate::state::AppState;
+
+pub async fn list(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    mut query: QueryParams,
+) -> Result<HttpResponse, ApiError> {
+    let prefix = query.text("prefix", "");
+    let limit = query.integer("limit", 100, 1, u64::from(MAX_EVENT_PAGE))?;
+    query.finish()?;
+    let events = state.core.events().clone();
+    let limit = u32::try_from(limit).unwrap_or(MAX_EVENT_PAGE);
+    let found = state
+        .on_core(async move { events.list(&prefix, limit).await })
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({ "events": found })))
+}

@@ -1,0 +1,72 @@
+//! The route table: every route of the API is declared here, once.
+//!
+//! `system_routes` is used both to mount the `/system` scope (behind [`crate::auth::require_staff`])
+//! and by the tests that prove no route under `/system` answers without credentials.
+
+mod directory;
+mod events;
+mod plugins;
+mod session;
+
+use actix_web::{web, Route};
+
+/// One route: method, path (relative to its scope) and the actix route.
+pub struct RouteEntry {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path relative to the scope.
+    pub path: &'static str,
+    /// The handler.
+    pub route: Route,
+}
+
+fn entry(method: &'static str, path: &'static str, route: Route) -> RouteEntry {
+    RouteEntry {
+        method,
+        path,
+        route,
+    }
+}
+
+/// Everything under `/system` (every one of them requires credentials).
+pub fn system_routes() -> Vec<RouteEntry> {
+    vec![
+        entry("GET", "/plugins", web::get().to(plugins::list)),
+        entry("POST", "/plugins/rescan", web::post().to(plugins::rescan)),
+        entry(
+            "GET",
+            "/plugins/{name}/health",
+            web::get().to(plugins::health),
+        ),
+        entry(
+            "POST",
+            "/plugins/{name}/sync-users",
+            web::post().to(plugins::sync_users),
+        ),
+        entry(
+            "POST",
+            "/plugins/{name}/action",
+            web::post().to(plugins::action),
+        ),
+        entry("GET", "/events", web::get().to(events::list)),
+        entry("GET", "/directory/users", web::get().to(directory::users)),
+        entry("GET", "/directory/roles", web::get().to(directory::roles)),
+    ]
+}
+
+/// Routes without credentials: liveness and the login/logout pair.
+pub fn public_routes() -> Vec<RouteEntry> {
+    vec![
+        entry("GET", "/healthz", web::get().to(session::healthz)),
+        entry("POST", "/auth/login", web::post().to(session::login)),
+        entry("POST", "/auth/logout", web::post().to(session::logout)),
+    ]
+}
+
+/// `(method, full path)` of every `/system` route, for tests and docs.
+pub fn system_route_list() -> Vec<(&'static str, String)> {
+    system_routes()
+        .into_iter()
+        .map(|r| (r.method, format!("/system{}", r.path)))
+        .collect()
+}

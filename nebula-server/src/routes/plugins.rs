@@ -1,0 +1,108 @@
+//! `/system/plugins…`
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use nebula_plugin_api::SyncRequest;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::PluginName;
+use crate::state::AppState;
+
+pub async fn list(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "plugins": state.core.plugins().list() }))
+}
+
+pub async fn rescan(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    tracing::info!(caller = %caller.describe(), "rescan requested");
+    let plugins = state.core.plugins().clone();
+    let records = state
+        .on_core(async move { plugins.rescan().await })
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ok", "plugins": records })))
+}
+
+pub async fn health(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    name: PluginName,
+) -> Result<HttpResponse, ApiError> {
+    let plugins = state.core.plugins().clone();
+    let plugin = name.0.clone();
+    let health = state
+        .on_core(async move { plugins.health(&plugin).await })
+        .await??;
+    // 503 when the plugin reports anything but ok, so `curl -f` and load balancers notice.
+    let status = if health.get("status").and_then(|s| s.as_str()) == Some("ok") {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(HttpResponse::build(status).json(json!({ "plugin": name.0, "health": health })))
+}
+
+pub async fn sync_users(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: PluginName,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    // An empty body means "all defaults": a dry run.
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        SyncRequest::default()
+    } else {
+        SyncRequest::from_json_slice(&body)?
+    };
+    if !request.dry_run {
+        tracing::info!(caller = %caller.describe(), plugin = %name.0, "real sync requested");
+    }
+    let plugins = state.core.plugins().clone();
+    let plugin = name.0.clone();
+    let result = state
+        .on_core(async move { plugins.sync_users(&plugin, request).await })
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({ "plugin": name.0, "result": result })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    action: String,
+}
+
+pub async fn action(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: PluginName,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let parsed: ActionBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Invalid(format!("invalid body: {e}")))?;
+    let plugins = state.core.plugins().clone();
+    let plugin = name.0.clone();
+    let action = parsed.action;
+    tracing::info!(caller = %caller.describe(), plugin = %plugin, action = %action, "plugin action");
+    let status = match action.as_str() {
+        "start" => "started",
+        "stop" => "stopped",
+        "restart" => "restarted",
+        other => {
+            return Err(ApiError::Invalid(format!(
+                "action: expected one of start, stop, restart; got '{}'",
+                other.escape_default()
+            )))
+        }
+    };
+    state
+        .on_core(async move {
+            match action.as_str() {
+                "start" => plugins.start(&plugin).await,
+                "stop" => plugins.stop(&plugin).await,
+                _ => plugins.restart(&plugin).await,
+            }
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({ "plugin": name.0, "result": { "status": status } })))
+}

@@ -1,0 +1,63 @@
+//! `/healthz`, `/auth/login`, `/auth/logout`.
+
+use actix_web::cookie::{time, Cookie, SameSite};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::SESSION_COOKIE;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let LoginBody { username, password } = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Invalid(format!("invalid body: {e}")))?;
+    // Behind a reverse proxy this is the proxy's address; see docs/HTTP_API.md.
+    let client = req.peer_addr().map(|a| a.ip());
+    let auth = state.auth.clone();
+    let who = username.clone();
+    let session = state
+        .on_core(async move { auth.login(&who, &password, client).await })
+        .await?
+        .inspect_err(|e| tracing::warn!(username = %username, error = %e, "login refused"))?;
+    tracing::info!(username = %username, "staff login");
+    let max_age = i64::try_from(session.max_age.as_secs()).unwrap_or(i64::MAX);
+    let cookie = Cookie::build(SESSION_COOKIE, session.value)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(state.cookie_secure)
+        .max_age(time::Duration::seconds(max_age))
+        .finish();
+    Ok(HttpResponse::Ok()
+        .cookie(cookie)
+        .json(json!({ "status": "ok", "username": username, "expires_in": max_age })))
+}
+
+pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
+    let mut cookie = Cookie::build(SESSION_COOKIE, "")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(state.cookie_secure)
+        .finish();
+    cookie.make_removal();
+    HttpResponse::Ok()
+        .cookie(cookie)
+        .json(json!({ "status": "ok" }))
+}

@@ -1,0 +1,248 @@
+//! Start-up and shutdown: configuration, engine runtime, secrets, listener, signals.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::HttpServer;
+use clap::Parser;
+use nebula_core::accounts::AccountStore;
+use nebula_core::auth::{
+    hash_password, load_or_generate_secret, Authenticator, RateLimits, Secret, SecretOrigin,
+    MIN_PASSWORD_LEN,
+};
+use nebula_core::storage::DatabaseLocation;
+use nebula_core::{Database, LoadedConfig, NebulaConfig, NebulaCore};
+
+use crate::app::app;
+use crate::cli::{Cli, Command};
+use crate::state::AppState;
+
+/// Exit code for a configuration that cannot be used.
+const EXIT_CONFIG: u8 = 2;
+/// How long requests in flight may take to finish after a stop signal.
+const GRACEFUL_STOP: Duration = Duration::from_secs(15);
+
+/// Parses the command line and runs it.
+pub fn main_entry() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let loaded = match NebulaConfig::load(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match engine_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nebula-server: cannot start the engine runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match cli.command.unwrap_or(Command::Serve) {
+        Command::CreateUser { username, staff } => {
+            runtime.block_on(create_user(&loaded.config, &username, staff))
+        }
+        Command::Serve => serve(loaded, &runtime),
+    };
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The engine (and every plugin call) runs on its own multi-threaded runtime, apart from the
+/// single-threaded actix workers.
+fn engine_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("nebula-engine")
+        .enable_all()
+        .build()
+}
+
+fn describe_config(file: Option<&Path>) -> String {
+    match file {
+        Some(path) => path.display().to_string(),
+        None => "none (defaults)".to_owned(),
+    }
+}
+
+fn load_secret(env_name: &str, file: &Path) -> Result<Secret, String> {
+    let (secret, origin) = load_or_generate_secret(env_name, std::env::var(env_name).ok(), file)
+        .map_err(|e| format!("{env_name}: cannot read or create {}: {e}", file.display()))?;
+    match origin {
+        SecretOrigin::Environment(name) => tracing::info!("{env_name} taken from ${name}"),
+        SecretOrigin::File(path) => {
+            tracing::info!(
+                "{env_name} unset: using the one stored in {}",
+                path.display()
+            )
+        }
+        SecretOrigin::Generated(path) => tracing::info!(
+            "{env_name} unset: generated one and stored it in {} (mode 0600)",
+            path.display()
+        ),
+    }
+    Ok(secret)
+}
+
+fn serve(loaded: LoadedConfig, runtime: &tokio::runtime::Runtime) -> ExitCode {
+    let LoadedConfig { config, file } = loaded;
+    let data_dir = match DatabaseLocation::parse(&config.database.url) {
+        Ok(location) => location.data_dir(),
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let core = match runtime.block_on(NebulaCore::builder().config(config.clone()).build()) {
+        Ok(core) => core,
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let secrets = load_secret("NEBULA_INSTALLER_TOKEN", &data_dir.join("installer_token"))
+        .and_then(|token| {
+            load_secret("NEBULA_SESSION_SECRET", &data_dir.join("session_secret"))
+                .map(|key| (token, key))
+        });
+    let (token, session_key) = match secrets {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let auth = match Authenticator::new(
+        Some(token),
+        session_key,
+        Duration::from_secs(config.auth.session_ttl_sec),
+        AccountStore::new(core.database().clone()),
+        RateLimits::default(),
+    ) {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let state = AppState::new(
+        core.clone(),
+        auth,
+        runtime.handle().clone(),
+        config.server.cookie_secure,
+    );
+    let served = actix_rt::System::new().block_on(run_http(state, &config, file.as_deref()));
+    tracing::info!("stopping plugins");
+    runtime.block_on(core.shutdown());
+    match served {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_http(
+    state: AppState,
+    config: &NebulaConfig,
+    file: Option<&Path>,
+) -> std::io::Result<()> {
+    let max_body = config.server.max_body_bytes;
+    let server = HttpServer::new(move || app(state.clone(), max_body))
+        .workers(2)
+        .shutdown_timeout(GRACEFUL_STOP.as_secs())
+        .client_request_timeout(Duration::from_secs(10))
+        .client_disconnect_timeout(Duration::from_secs(5))
+        .keep_alive(Duration::from_secs(30))
+        .bind(&config.server.bind)
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", config.server.bind))
+        })?;
+    let addr = server
+        .addrs()
+        .first()
+        .map_or_else(|| config.server.bind.clone(), |a| a.to_string());
+    // The one start-up line, on stdout, so scripts (and the tests) can read the address.
+    println!(
+        "nebula-server listening on http://{addr} (config: {})",
+        describe_config(file)
+    );
+    let _ = std::io::stdout().flush();
+    server.run().await
+}
+
+/// `create-user USERNAME [--staff]`: the password is the first line of standard input.
+async fn create_user(config: &NebulaConfig, username: &str, staff: bool) -> ExitCode {
+    let username = username.trim();
+    if username.is_empty()
+        || username.len() > 150
+        || username
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        eprintln!("nebula-server: username: expected 1 to 150 characters without spaces");
+        return ExitCode::FAILURE;
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("nebula-server: cannot read the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        eprintln!(
+            "nebula-server: password: at least {MIN_PASSWORD_LEN} characters, read from standard input"
+        );
+        return ExitCode::FAILURE;
+    }
+    let db = match Database::open_async(&config.database.url, 1).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let hash = match tokio::task::spawn_blocking(move || hash_password(&password)).await {
+        Ok(Ok(hash)) => hash,
+        Ok(Err(e)) => {
+            eprintln!("nebula-server: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match AccountStore::new(db).upsert(username, &hash, staff).await {
+        Ok(outcome) => {
+            println!(
+                "{} {}user '{username}' in system.db",
+                outcome.as_str(),
+                if staff { "staff " } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! What every handler shares, and the bridge to the engine's runtime.
+
+use std::future::Future;
+
+use nebula_core::auth::Authenticator;
+use nebula_core::NebulaCore;
+
+use crate::error::ApiError;
+
+/// Shared by all workers (`web::Data<AppState>`).
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub core: NebulaCore,
+    /// Token and session checks.
+    pub auth: Authenticator,
+    /// The engine's own multi-threaded runtime.
+    runtime: tokio::runtime::Handle,
+    /// Mark the session cookie `Secure`.
+    pub cookie_secure: bool,
+}
+
+impl AppState {
+    /// State over an engine that runs on `runtime`.
+    pub fn new(
+        core: NebulaCore,
+        auth: Authenticator,
+        runtime: tokio::runtime::Handle,
+        cookie_secure: bool,
+    ) -> Self {
+        AppState {
+            core,
+            auth,
+            runtime,
+            cookie_secure,
+        }
+    }
+
+    /// Runs engine work on the engine's runtime, not on the HTTP worker.
+    ///
+    /// actix workers are single-threaded; plugin code runs on the engine runtime instead, so a
+    /// plugin that misbehaves (even one that blocks its thread) cannot stall HTTP handling.
+    pub async fn on_core<F>(&self, work: F) -> Result<F::Output, ApiError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime
+            .spawn(work)
+            .await
+            .map_err(|e| ApiError::Internal(format!("engine task failed: {e}")))
+    }
+}

@@ -1,0 +1,238 @@
+//! Starts the real `nebula-server` binary on a free loopback port and talks HTTP to it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test, built by cargo for this test target.
+pub const BIN: &str = env!("CARGO_BIN_EXE_nebula-server");
+
+/// A running server process. Killed on drop if still running.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The working directory (holds `data/`).
+    pub dir: PathBuf,
+    agent: ureq::Agent,
+}
+
+/// An HTTP answer: status, headers we care about, JSON body (Null when not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub set_cookie: Vec<String>,
+    pub retry_after: Option<String>,
+}
+
+/// A command for the binary with a clean environment: no NEBULA_* leaks in from the caller.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("NEBULA") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs `create-user` with the password on standard input.
+pub fn create_user(dir: &Path, env: &[(&str, &str)], username: &str, password: &str, staff: bool) {
+    let mut cmd = command(dir);
+    cmd.envs(env.iter().copied())
+        .arg("create-user")
+        .arg(username);
+    if staff {
+        cmd.arg("--staff");
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn create-user");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("create-user runs");
+    assert!(
+        out.status.success(),
+        "create-user failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Server {
+    /// Starts the server in `dir` on a free port, with extra environment.
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = command(dir);
+        cmd.env("NEBULA__SERVER__BIND", "127.0.0.1:0");
+        Self::spawn(cmd.envs(env.iter().copied()), dir)
+    }
+
+    /// Starts `cmd` and waits for its start-up line.
+    pub fn spawn(cmd: &mut Command, dir: &Path) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nebula-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its start-up line");
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            base,
+            dir: dir.to_path_buf(),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(120))
+                .build(),
+        }
+    }
+
+    /// The generated installer token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data/installer_token"))
+            .expect("token file")
+            .trim()
+            .to_owned()
+    }
+
+    /// Sends a request; `auth` is a list of extra headers.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Answer {
+        let mut req = self.agent.request(method, &format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let result = match body {
+            Some(bytes) => req
+                .set("Content-Type", "application/json")
+                .send_bytes(bytes),
+            None => req.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = response.status();
+        let set_cookie = response
+            .all("set-cookie")
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let retry_after = response.header("retry-after").map(str::to_owned);
+        let text = response.into_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            body,
+            set_cookie,
+            retry_after,
+        }
+    }
+
+    /// GET with the installer token.
+    pub fn get(&self, path: &str) -> Answer {
+        let token = self.token();
+        self.request("GET", path, &[("X-Nebula-Token", &token)], None)
+    }
+
+    /// POST JSON with the installer token.
+    pub fn post(&self, path: &str, body: &Value) -> Answer {
+        let token = self.token();
+        let bytes = body.to_string();
+        self.request(
+            "POST",
+            path,
+            &[("X-Nebula-Token", &token)],
+            Some(bytes.as_bytes()),
+        )
+    }
+
+    /// Logs in and returns the `nebula_session` cookie value.
+    pub fn login(&self, username: &str, password: &str) -> Answer {
+        let body = serde_json::json!({"username": username, "password": password}).to_string();
+        self.request("POST", "/auth/login", &[], Some(body.as_bytes()))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal and waits (bounded) for the exit.
+    pub fn signal_and_wait(mut self, signal: i32, limit: Duration) -> ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY: plain kill(2) on the pid of a child this test started and still owns.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "server did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The cookie value from a `Set-Cookie: nebula_session=…` header.
+pub fn session_cookie(answer: &Answer) -> String {
+    answer
+        .set_cookie
+        .iter()
+        .find_map(|c| c.strip_prefix("nebula_session="))
+        .and_then(|rest| rest.split(';').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no session cookie in {:?}", answer.set_cookie))
+}
