@@ -78,12 +78,16 @@ impl EventBus {
     /// Stored events whose name starts with `prefix`, newest first, at most `limit` (clamped to
     /// 1..=1000).
     pub async fn list(&self, prefix: &str, limit: u32) -> Result<Vec<Event>, StorageError> {
-        let pattern = format!("{}%", escape_like(prefix));
+        // A case-sensitive, index-friendly prefix match that means the same on every
+        // backend: prefix <= name < prefix + U+10FFFF (LIKE ignores ASCII case on SQLite).
+        let lower = prefix.to_owned();
+        let upper = format!("{prefix}\u{10FFFF}");
         let limit = i64::from(limit.clamp(1, MAX_EVENT_PAGE));
         self.db
             .read(move |conn| {
                 let rows = events::table
-                    .filter(events::name.like(&pattern).escape('\\'))
+                    .filter(events::name.ge(&lower))
+                    .filter(events::name.lt(&upper))
                     .order(events::id.desc())
                     .limit(limit)
                     .select((
@@ -106,15 +110,4 @@ impl EventBus {
             })
             .await
     }
-}
-
-fn escape_like(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for c in raw.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -26,6 +26,7 @@ pub mod host;
 pub mod manager;
 pub mod storage;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use config::{ConfigError, LoadedConfig, NebulaConfig};
@@ -33,12 +34,14 @@ pub use directory::IdentityDirectory;
 pub use events::{Event, EventBus};
 pub use host::CoreHost;
 pub use manager::{
-    ManagerError, PluginDescriptor, PluginManager, PluginProvider, PluginRecord, PluginSource,
-    PluginStatus,
+    ExternalConnector, ManagerError, PluginDescriptor, PluginManager, PluginProvider, PluginRecord,
+    PluginSource, PluginStatus,
 };
 pub use storage::{Database, StorageError};
 
-use manager::{InventoryProvider, ManagerParts, ManagerSettings, StaticProvider};
+use manager::{
+    ExternalPluginsProvider, InventoryProvider, ManagerParts, ManagerSettings, StaticProvider,
+};
 
 /// Why the engine could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -109,12 +112,27 @@ pub struct NebulaCoreBuilder {
     extra: Vec<PluginDescriptor>,
     providers: Vec<Arc<dyn PluginProvider>>,
     skip_inventory: bool,
+    config_file: Option<PathBuf>,
+    connector: Option<Arc<dyn ExternalConnector>>,
 }
 
 impl NebulaCoreBuilder {
     /// Uses this configuration (default: [`NebulaConfig::default`]).
     pub fn config(mut self, config: NebulaConfig) -> Self {
         self.config = Some(config);
+        self
+    }
+
+    /// The file the configuration came from; rescans re-read its `[[plugins.external]]` list.
+    pub fn config_file(mut self, file: Option<PathBuf>) -> Self {
+        self.config_file = file;
+        self
+    }
+
+    /// How to reach `[[plugins.external]]` entries (the server passes the gRPC connector).
+    /// Without one, configured external plugins are listed as not loadable.
+    pub fn external_connector(mut self, connector: Arc<dyn ExternalConnector>) -> Self {
+        self.connector = Some(connector);
         self
     }
 
@@ -158,6 +176,16 @@ impl NebulaCoreBuilder {
                 providers.push(Arc::new(StaticProvider(self.extra)));
             }
             providers.extend(self.providers);
+            if self.connector.is_some()
+                || self.config_file.is_some()
+                || !config.plugins.external.is_empty()
+            {
+                providers.push(Arc::new(ExternalPluginsProvider::new(
+                    config.clone(),
+                    self.config_file,
+                    self.connector,
+                )));
+            }
         }
         let plugins = Arc::new(PluginManager::new(ManagerParts {
             settings: ManagerSettings::from_config(&config.plugins),

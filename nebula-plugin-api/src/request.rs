@@ -76,9 +76,12 @@ impl SyncRequest {
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(not_an_object());
         }
-        let de = &mut serde_json::Deserializer::from_slice(body);
+        let mut de = serde_json::Deserializer::from_slice(body);
         let request: SyncRequest =
-            serde_path_to_error::deserialize(de).map_err(describe_path_error)?;
+            serde_path_to_error::deserialize(&mut de).map_err(describe_path_error)?;
+        // Anything after the object (`{…} junk`) is malformed JSON, not ignorable.
+        de.end()
+            .map_err(|e| PluginError::invalid(format!("invalid body: {e}")))?;
         request.validate()?;
         Ok(request)
     }
@@ -206,6 +209,7 @@ mod tests {
             ("[1]", "invalid body: expected a JSON object"),
             ("", "invalid body: expected a JSON object"),
             ("{", "invalid body"),
+            ("{} junk", "invalid body: trailing characters"),
         ];
         for (body, expected) in cases {
             let err = parse(body).unwrap_err();

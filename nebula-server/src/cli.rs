@@ -31,4 +31,17 @@ pub enum Command {
         #[arg(long)]
         staff: bool,
     },
+    /// Run one plugin linked into this binary as an external gRPC plugin
+    /// (nebula.plugin.v1.PluginService), for example `serve-plugin sample_sync --listen
+    /// 127.0.0.1:50051`. Its context writes to the configured database.
+    ServePlugin {
+        /// The plugin's name.
+        name: String,
+        /// `host:port`, `http://host:port` or `unix:///path` (port 0 picks a free port).
+        #[arg(long, value_name = "ENDPOINT")]
+        listen: String,
+        /// Environment variable holding the token callers must send as x-nebula-token.
+        #[arg(long, value_name = "VAR")]
+        token_env: Option<String>,
+    },
 }

@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod external;
 pub mod extract;
 pub mod routes;
 pub mod startup;

@@ -3,6 +3,7 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::HttpServer;
@@ -13,10 +14,15 @@ use nebula_core::auth::{
     MIN_PASSWORD_LEN,
 };
 use nebula_core::storage::DatabaseLocation;
-use nebula_core::{Database, LoadedConfig, NebulaConfig, NebulaCore};
+use nebula_core::{
+    CoreHost, Database, EventBus, IdentityDirectory, LoadedConfig, NebulaConfig, NebulaCore,
+};
+use nebula_grpc::server::{serve_bound, BoundListener};
+use nebula_grpc::ServeOptions;
 
 use crate::app::app;
 use crate::cli::{Cli, Command};
+use crate::external::{validate_endpoints, GrpcConnector};
 use crate::state::AppState;
 
 /// Exit code for a configuration that cannot be used.
@@ -35,6 +41,13 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Err(message) = validate_endpoints(&loaded.config) {
+        eprintln!(
+            "nebula-server: invalid configuration (file {}): {message}",
+            describe_config(loaded.file.as_deref())
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = match engine_runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -47,6 +60,11 @@ pub fn main_entry() -> ExitCode {
             runtime.block_on(create_user(&loaded.config, &username, staff))
         }
         Command::Serve => serve(loaded, &runtime),
+        Command::ServePlugin {
+            name,
+            listen,
+            token_env,
+        } => runtime.block_on(serve_plugin(&loaded.config, &name, &listen, token_env)),
     };
     runtime.shutdown_timeout(Duration::from_secs(2));
     code
@@ -107,7 +125,11 @@ fn serve(loaded: LoadedConfig, runtime: &tokio::runtime::Runtime) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let core = match runtime.block_on(NebulaCore::builder().config(config.clone()).build()) {
+    let builder = NebulaCore::builder()
+        .config(config.clone())
+        .config_file(file.clone())
+        .external_connector(Arc::new(GrpcConnector));
+    let core = match runtime.block_on(builder.build()) {
         Ok(core) => core,
         Err(e) => {
             eprintln!("nebula-server: {e}");
@@ -244,5 +266,84 @@ async fn create_user(config: &NebulaConfig, username: &str, staff: bool) -> Exit
             eprintln!("nebula-server: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `serve-plugin NAME --listen ENDPOINT`: one linked plugin as an external gRPC plugin. Its
+/// context is backed by the configured database, so the same crate behaves the same in
+/// process and out of process.
+async fn serve_plugin(
+    config: &NebulaConfig,
+    name: &str,
+    listen: &str,
+    token_env: Option<String>,
+) -> ExitCode {
+    let Some(registration) = nebula_plugin_api::registered_plugins()
+        .find(|r| r.manifest().is_ok_and(|m| m.name == name))
+    else {
+        let linked: Vec<String> = nebula_plugin_api::registered_plugins()
+            .filter_map(|r| r.manifest().ok().map(|m| m.name))
+            .collect();
+        eprintln!(
+            "nebula-server: no plugin named '{name}' is linked into this binary (linked: {})",
+            linked.join(", ")
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let manifest = match registration.manifest() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let db = match Database::open_async(&config.database.url, config.database.pool_size).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let host = CoreHost::new(IdentityDirectory::new(db.clone()), EventBus::new(db));
+    let mut options = ServeOptions::new(name);
+    options.host = Arc::new(host);
+    options.scopes = manifest.declared_scopes();
+    options.max_message_bytes = config.server.max_body_bytes;
+    options.call_timeout = Duration::from_secs_f64(config.plugins.max_timeout_sec);
+    options.token = token_env.and_then(|var| std::env::var(var).ok());
+    let listener = match BoundListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("nebula-server: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "nebula-server serving plugin '{name}' on {}",
+        listener.endpoint()
+    );
+    let _ = std::io::stdout().flush();
+    match serve_bound((registration.factory())(), listener, options, stop_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }

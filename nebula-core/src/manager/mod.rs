@@ -12,6 +12,7 @@
 //!   that was replaced meanwhile is dropped instead of overwriting the new state.
 
 mod discovery;
+mod external;
 mod record;
 mod state_store;
 
@@ -30,6 +31,7 @@ pub use discovery::{
     DiscoveryError, InventoryProvider, PluginConstructor, PluginDescriptor, PluginProvider,
     StaticProvider,
 };
+pub use external::{ExternalConnector, ExternalPluginsProvider};
 pub use record::{CallFailure, Method, PluginRecord, PluginSource, PluginStatus};
 
 use crate::config::PluginsConfig;
