@@ -236,3 +236,161 @@ pub fn session_cookie(answer: &Answer) -> String {
         .map(str::to_owned)
         .unwrap_or_else(|| panic!("no session cookie in {:?}", answer.set_cookie))
 }
+
+/// Where the Python peer lives in the repository.
+pub fn python_peer_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/grpc_peers/python")
+}
+
+static PYTHON: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+
+/// A Python with grpcio (a virtualenv under target/, made once from the pinned
+/// requirements) and a directory holding stubs generated from the peer's own proto copy.
+/// Returns (python, stubs dir).
+pub fn python_with_grpc() -> (PathBuf, PathBuf) {
+    PYTHON
+        .get_or_init(|| {
+            let peer = python_peer_dir();
+            let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("grpc-py-venv");
+            let python = venv.join("bin/python");
+            let requirements = std::fs::read_to_string(peer.join("requirements.txt")).unwrap();
+            let marker = venv.join("installed-requirements.txt");
+            if std::fs::read_to_string(&marker).ok().as_deref() != Some(requirements.as_str()) {
+                let _ = std::fs::remove_dir_all(&venv);
+                run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+                run(Command::new(&python)
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "-r",
+                    ])
+                    .arg(peer.join("requirements.txt")));
+                std::fs::write(&marker, &requirements).unwrap();
+            }
+            let stubs = venv.join(format!("stubs-{}", std::process::id()));
+            std::fs::create_dir_all(&stubs).unwrap();
+            run(Command::new(&python)
+                .args(["-m", "grpc_tools.protoc", "-I"])
+                .arg(&peer)
+                .arg(format!("--python_out={}", stubs.display()))
+                .arg(format!("--grpc_python_out={}", stubs.display()))
+                .arg(peer.join("plugin_api_v1.proto")));
+            (python, stubs)
+        })
+        .clone()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Python command running `script` from the peer directory with the stubs importable.
+pub fn python_command(script: &str) -> Command {
+    let (python, stubs) = python_with_grpc();
+    let mut cmd = Command::new(python);
+    cmd.arg(python_peer_dir().join(script))
+        .env("PYTHONPATH", stubs)
+        .env("PYTHONUNBUFFERED", "1");
+    cmd
+}
+
+/// An external plugin process (Python peer or `nebula-server serve-plugin`).
+pub struct Peer {
+    child: Child,
+    /// The endpoint it printed (`127.0.0.1:PORT`, `http://…` or `unix://…`).
+    pub endpoint: String,
+}
+
+impl Peer {
+    /// The Python peer in `mode` on `port` (0 = any).
+    pub fn python(mode: &str, port: u16) -> Peer {
+        let mut cmd = python_command("peer.py");
+        cmd.args(["--mode", mode, "--port", &port.to_string()]);
+        Peer::spawn(&mut cmd)
+    }
+
+    /// `nebula-server serve-plugin sample_sync --listen ENDPOINT`, run in `dir`.
+    pub fn rust(dir: &Path, listen: &str, token: Option<&str>) -> Peer {
+        let mut cmd = command(dir);
+        cmd.args(["serve-plugin", "sample_sync", "--listen", listen]);
+        if let Some(token) = token {
+            cmd.args(["--token-env", "PEER_TOKEN"])
+                .env("PEER_TOKEN", token);
+        }
+        Peer::spawn(&mut cmd)
+    }
+
+    fn spawn(cmd: &mut Command) -> Peer {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("peer printed its endpoint");
+        let endpoint = line
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_owned();
+        Peer { child, endpoint }
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a TCP endpoint")
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        // SAFETY: kill(2) on the pid of a child this test started and still owns.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "peer ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9` and wait.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

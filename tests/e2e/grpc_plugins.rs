@@ -1,0 +1,315 @@
+//! External gRPC plugins through the real server: a Python peer from its own proto copy and
+//! the Rust `serve` helper, on TCP and a unix socket.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{command, python_command, Peer, Server};
+
+const CALL_TIMEOUT: f64 = 1.5;
+
+fn external(name: &str, endpoint: &str, token_env: Option<&str>) -> String {
+    let token = token_env.map_or(String::new(), |t| format!("token_env = \"{t}\"\n"));
+    format!(
+        "[[plugins.external]]\nname = \"{name}\"\nendpoint = \"{endpoint}\"\n{token}version = \"1.2.3\"\n\
+         scopes = [\"users.read\"]\n"
+    )
+}
+
+fn record<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+}
+
+#[test]
+fn external_plugins_are_listed_called_timed_out_and_recovered_like_in_process_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer_dir = tempfile::tempdir().unwrap();
+    let py_ok = Peer::python("ok", 0);
+    let py_slow = Peer::python("slow", 0);
+    let py_fail = Peer::python("fail", 0);
+    let rust_tcp = Peer::rust(peer_dir.path(), "127.0.0.1:0", Some("tok-rust"));
+    let socket = peer_dir.path().join("sample.sock");
+    let rust_unix = Peer::rust(
+        peer_dir.path(),
+        &format!("unix://{}", socket.display()),
+        None,
+    );
+
+    let config = dir.path().join("nebula.toml");
+    let base_config = format!(
+        "[plugins]\ncall_timeout_sec = {CALL_TIMEOUT}\n{}{}{}{}{}{}{}",
+        external("py_ok", &py_ok.endpoint, Some("PY_TOKEN")),
+        external("py_slow", &py_slow.endpoint, None),
+        external("py_fail", &py_fail.endpoint, None),
+        external("rust_tcp", &rust_tcp.endpoint, Some("RUST_TOKEN")),
+        external("rust_wrong_token", &rust_tcp.endpoint, Some("WRONG_TOKEN")),
+        external("rust_unix", &rust_unix.endpoint, None),
+        external("remote_one", "10.9.8.7:50051", None),
+    );
+    std::fs::write(&config, &base_config).unwrap();
+    let server = Server::spawn(
+        command(dir.path())
+            .arg("--config")
+            .arg(&config)
+            .env("NEBULA__SERVER__BIND", "127.0.0.1:0")
+            .env("PY_TOKEN", "tok-py")
+            .env("RUST_TOKEN", "tok-rust")
+            .env("WRONG_TOKEN", "nope"),
+        dir.path(),
+    );
+
+    // Listed with source grpc; the remote one refused by policy, never contacted.
+    let list = server.get("/system/plugins").body;
+    for name in [
+        "py_ok",
+        "py_slow",
+        "py_fail",
+        "rust_tcp",
+        "rust_unix",
+        "remote_one",
+    ] {
+        let r = record(&list, name);
+        assert_eq!(r["source"], "grpc", "{name}");
+        assert_eq!(r["version"], "1.2.3");
+    }
+    let remote = record(&list, "remote_one");
+    assert_eq!(remote["status"], "degraded");
+    assert!(
+        remote["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused by policy"),
+        "{remote}"
+    );
+    assert_eq!(server.get("/system/plugins/remote_one/health").status, 503);
+    // in_process sorts after grpc: the list is sorted by (source, name).
+    let names: Vec<&str> = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.last(), Some(&"sample_sync"));
+
+    // Health passes through with its JSON types: integers stay integers.
+    let health = server.get("/system/plugins/py_ok/health");
+    assert_eq!(health.status, 200, "{}", health.body);
+    let h = &health.body["health"];
+    assert_eq!(h["status"], "ok");
+    assert!(h["answer"].is_i64(), "{h}");
+    assert_eq!(h["answer"], 42);
+    assert_eq!(h["ratio"], 0.25);
+    assert_eq!(h["nested"]["list"], json!([1, 2.5, null, {"deep": true}]));
+    assert!(h["nested"]["list"][0].is_i64());
+
+    // SyncUsers passes the validated request and the token metadata.
+    let sync = server.post(
+        "/system/plugins/py_ok/sync-users",
+        &json!({"dry_run": false, "limit": 5, "users": [
+            {"username": "ann", "db_name": "acme"}, {"username": "bob", "is_active": false}]}),
+    );
+    assert_eq!(sync.status, 200, "{}", sync.body);
+    let result = &sync.body["result"];
+    assert_eq!(result["token"], "tok-py", "the token metadata arrives");
+    assert!(result["count"].is_i64() && result["count"] == 2);
+    let received = &result["received"];
+    assert!(
+        received["limit"].is_i64() && received["limit"] == 5,
+        "{received}"
+    );
+    assert_eq!(received["dry_run"], false);
+    assert_eq!(received["users"][1]["is_active"], false);
+    assert_eq!(received["users"][0]["db_name"], "acme");
+    assert_eq!(
+        received["users"][1]["role_tag"], "user",
+        "defaults are applied before sending"
+    );
+
+    // The Rust serve helper on TCP (token checked) and on a unix socket.
+    let h = server.get("/system/plugins/rust_tcp/health");
+    assert_eq!(
+        (h.status, &h.body["health"]),
+        (200, &json!({"status": "ok"}))
+    );
+    let dry = server.post(
+        "/system/plugins/rust_tcp/sync-users",
+        &json!({"dry_run": true}),
+    );
+    assert_eq!(dry.body["result"]["status"], "dry_run");
+    assert_eq!(dry.body["result"]["count"], 2);
+    let wrong = server.get("/system/plugins/rust_wrong_token/health");
+    assert_eq!(wrong.status, 502, "{}", wrong.body);
+    assert!(wrong.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Unauthenticated"));
+    let unix = server.get("/system/plugins/rust_unix/health");
+    assert_eq!(unix.status, 200, "{}", unix.body);
+
+    // A failing peer: 502 with a JSON detail; the plugin is degraded.
+    let fail = server.post(
+        "/system/plugins/py_fail/sync-users",
+        &json!({"dry_run": true}),
+    );
+    assert_eq!(fail.status, 502, "{}", fail.body);
+    assert!(fail.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("python peer failure"));
+    assert_eq!(
+        record(&server.get("/system/plugins").body, "py_fail")["status"],
+        "degraded"
+    );
+
+    // A slow peer: 504 within the call timeout (+20%), while other requests are answered.
+    let base = server.base.clone();
+    let token = server.token();
+    let slow = std::thread::spawn(move || {
+        let started = Instant::now();
+        let status = match ureq::post(&format!("{base}/system/plugins/py_slow/sync-users"))
+            .set("X-Nebula-Token", &token)
+            .send_string("{}")
+        {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        };
+        (status, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut answered = 0;
+    while !slow.is_finished() {
+        let t = Instant::now();
+        assert_eq!(server.get("/system/plugins/py_ok/health").status, 200);
+        assert_eq!(server.get("/system/plugins").status, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        answered += 1;
+    }
+    let (status, elapsed) = slow.join().unwrap();
+    assert_eq!(status, 504);
+    let limit = Duration::from_secs_f64(CALL_TIMEOUT);
+    assert!(
+        elapsed >= limit && elapsed <= limit.mul_f64(1.2),
+        "504 after {elapsed:?}"
+    );
+    assert!(
+        answered >= 5,
+        "only {answered} answers during the slow call"
+    );
+
+    // A killed peer: fails fast (502), degraded; back on the same port, the next call works.
+    let port = py_ok.port();
+    py_ok.kill();
+    let t = Instant::now();
+    let down = server.get("/system/plugins/py_ok/health");
+    assert_eq!(down.status, 502, "{}", down.body);
+    assert!(
+        t.elapsed() < limit,
+        "a dead peer fails fast, took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        record(&server.get("/system/plugins").body, "py_ok")["status"],
+        "degraded"
+    );
+    let py_back = Peer::python("ok", port);
+    let back = server.get("/system/plugins/py_ok/health");
+    assert_eq!(back.status, 200, "no restart needed: {}", back.body);
+    assert_eq!(
+        record(&server.get("/system/plugins").body, "py_ok")["status"],
+        "healthy"
+    );
+
+    // Rescan after editing the config: py_fail removed, py_new added.
+    let edited = base_config.replace(
+        &external("py_fail", &py_fail.endpoint, None),
+        &external("py_new", &py_back.endpoint, None),
+    );
+    std::fs::write(&config, edited).unwrap();
+    let rescan = server.post("/system/plugins/rescan", &json!({}));
+    assert_eq!(rescan.status, 200);
+    let names: Vec<&str> = rescan.body["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"py_new") && !names.contains(&"py_fail"),
+        "{names:?}"
+    );
+    assert_eq!(server.get("/system/plugins/py_new/health").status, 200);
+    assert_eq!(server.get("/system/plugins/py_fail/health").status, 404);
+    // A gracefully stopped serve helper removes its socket file.
+    assert!(socket.exists());
+    assert!(rust_unix.terminate().success());
+    assert!(!socket.exists(), "socket file left behind");
+}
+
+#[test]
+fn a_plain_grpc_client_calls_the_rust_serve_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = Peer::rust(dir.path(), "127.0.0.1:0", Some("s3cret"));
+    let endpoint = peer.endpoint.trim_start_matches("http://").to_owned();
+    let out = python_command("client.py")
+        .args([
+            &endpoint,
+            "--token",
+            "s3cret",
+            "--request",
+            r#"{"dry_run": true, "limit": 1}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap());
+    assert_eq!(lines.next().unwrap(), json!({"health": {"status": "ok"}}));
+    let sync = lines.next().unwrap();
+    assert_eq!(sync["sync"]["status"], "dry_run");
+    assert_eq!(sync["sync"]["count"], 1.0);
+
+    let out = python_command("client.py").arg(&endpoint).output().unwrap();
+    assert!(!out.status.success());
+    let refused: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(refused["error"], "UNAUTHENTICATED");
+
+    // A unix socket works for a plain client too.
+    let sock = dir.path().join("p.sock");
+    let unix = Peer::rust(dir.path(), &format!("unix://{}", sock.display()), None);
+    let out = python_command("client.py")
+        .arg(&unix.endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn the_python_peer_uses_an_identical_copy_of_the_proto() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ours = std::fs::read_to_string(root.join("proto/plugin_api_v1.proto")).unwrap();
+    let theirs =
+        std::fs::read_to_string(root.join("tests/grpc_peers/python/plugin_api_v1.proto")).unwrap();
+    assert_eq!(ours, theirs);
+}
