@@ -1,12 +1,15 @@
 //! The host side of the plugin context: what a `PluginContext` call lands on.
 
+use std::sync::Arc;
+
 use nebula_plugin_api::{
-    async_trait, DirectoryUser, Host, IdentityRole, PluginError, SyncOutcome, SyncUser,
+    async_trait, DirectoryUser, Host, IdentityRole, LogLevel, PluginError, SyncOutcome, SyncUser,
 };
 use serde_json::Value;
 
 use crate::directory::IdentityDirectory;
 use crate::events::EventBus;
+use crate::logs::PluginLogs;
 use crate::storage::StorageError;
 
 /// The one mapping from storage errors to what a plugin sees.
@@ -27,12 +30,26 @@ impl From<StorageError> for PluginError {
 pub struct CoreHost {
     directory: IdentityDirectory,
     events: EventBus,
+    logs: Arc<PluginLogs>,
 }
 
 impl CoreHost {
-    /// A host over these services.
+    /// A host over these services, with its own log rings.
     pub fn new(directory: IdentityDirectory, events: EventBus) -> Self {
-        CoreHost { directory, events }
+        Self::with_logs(directory, events, Arc::default())
+    }
+
+    /// A host writing plugin log lines into `logs` (and to `tracing`).
+    pub fn with_logs(
+        directory: IdentityDirectory,
+        events: EventBus,
+        logs: Arc<PluginLogs>,
+    ) -> Self {
+        CoreHost {
+            directory,
+            events,
+            logs,
+        }
     }
 }
 
@@ -86,5 +103,15 @@ impl Host for CoreHost {
     async fn emit_event(&self, name: &str, payload: Value) -> Result<(), PluginError> {
         self.events.publish(name, payload).await?;
         Ok(())
+    }
+
+    fn log(&self, plugin: &str, level: LogLevel, message: &str) {
+        match level {
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+        self.logs.push(plugin, level, message);
     }
 }

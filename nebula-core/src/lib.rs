@@ -23,6 +23,7 @@ pub mod config;
 pub mod directory;
 pub mod events;
 pub mod host;
+pub mod logs;
 pub mod manager;
 pub mod storage;
 
@@ -33,6 +34,7 @@ pub use config::{ConfigError, LoadedConfig, NebulaConfig};
 pub use directory::IdentityDirectory;
 pub use events::{Event, EventBus};
 pub use host::CoreHost;
+pub use logs::{LogLine, PluginLogs};
 pub use manager::{
     ExternalConnector, ManagerError, PluginDescriptor, PluginManager, PluginProvider, PluginRecord,
     PluginSource, PluginStatus,
@@ -65,6 +67,18 @@ pub struct NebulaCore {
     directory: IdentityDirectory,
     events: EventBus,
     plugins: Arc<PluginManager>,
+    logs: Arc<PluginLogs>,
+    monitor: Option<Arc<MonitorHandle>>,
+}
+
+/// Aborts the health monitor when the last engine clone goes away.
+#[derive(Debug)]
+struct MonitorHandle(tokio::task::JoinHandle<()>);
+
+impl Drop for MonitorHandle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl NebulaCore {
@@ -98,9 +112,17 @@ impl NebulaCore {
         &self.plugins
     }
 
-    /// Shuts every plugin down (bounded, in parallel). The storage closes when the last clone
-    /// of the engine is dropped.
+    /// The last lines each plugin wrote through `ctx.log`.
+    pub fn logs(&self) -> &Arc<PluginLogs> {
+        &self.logs
+    }
+
+    /// Stops the health monitor and shuts every plugin down (bounded, in parallel). The storage
+    /// closes when the last clone of the engine is dropped.
     pub async fn shutdown(&self) {
+        if let Some(monitor) = &self.monitor {
+            monitor.0.abort();
+        }
         self.plugins.shutdown().await;
     }
 }
@@ -112,6 +134,7 @@ pub struct NebulaCoreBuilder {
     extra: Vec<PluginDescriptor>,
     providers: Vec<Arc<dyn PluginProvider>>,
     skip_inventory: bool,
+    without_monitor: bool,
     config_file: Option<PathBuf>,
     connector: Option<Arc<dyn ExternalConnector>>,
 }
@@ -154,6 +177,13 @@ impl NebulaCoreBuilder {
         self
     }
 
+    /// Does not start the background health monitor (tests drive
+    /// [`PluginManager::check_all`] themselves).
+    pub fn without_health_monitor(mut self) -> Self {
+        self.without_monitor = true;
+        self
+    }
+
     /// Opens and migrates the database, then discovers and initialises the plugins.
     pub async fn build(self) -> Result<NebulaCore, CoreError> {
         let config = self.config.unwrap_or_default();
@@ -165,7 +195,12 @@ impl NebulaCoreBuilder {
             Database::open_async(&config.database.url, config.database.pool_size).await?;
         let directory = IdentityDirectory::new(database.clone());
         let events = EventBus::new(database.clone());
-        let host = Arc::new(CoreHost::new(directory.clone(), events.clone()));
+        let logs = Arc::new(PluginLogs::default());
+        let host = Arc::new(CoreHost::with_logs(
+            directory.clone(),
+            events.clone(),
+            logs.clone(),
+        ));
 
         let mut providers: Vec<Arc<dyn PluginProvider>> = Vec::new();
         if config.plugins.enabled {
@@ -195,12 +230,16 @@ impl NebulaCoreBuilder {
             providers,
         }));
         plugins.rescan().await?;
+        let monitor = (!self.without_monitor)
+            .then(|| Arc::new(MonitorHandle(plugins.spawn_health_monitor())));
         Ok(NebulaCore {
             config: Arc::new(config),
             database,
             directory,
             events,
             plugins,
+            logs,
+            monitor,
         })
     }
 }

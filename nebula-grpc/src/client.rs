@@ -76,7 +76,6 @@ impl GrpcPlugin {
                 Endpoint::from_shared(uri)
                     .map_err(|e| PluginError::invalid(format!("endpoint: {e}")))?
                     .connect_timeout(self.spec.connect_timeout)
-                    .timeout(self.spec.call_timeout)
                     .tcp_nodelay(true)
                     .connect_lazy()
             }
@@ -85,7 +84,6 @@ impl GrpcPlugin {
                 // The URI is required by the API but unused: the connector dials the socket.
                 Endpoint::from_static("http://unix.socket")
                     .connect_timeout(self.spec.connect_timeout)
-                    .timeout(self.spec.call_timeout)
                     .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
                         let path = path.clone();
                         async move {
@@ -108,7 +106,9 @@ impl GrpcPlugin {
 
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
-        request.set_timeout(self.spec.call_timeout);
+        // A little longer than the manager's own bound, so that on a slow peer the manager's
+        // timer fires first and the admin sees 504 (tonic's own would surface as CANCELLED).
+        request.set_timeout(self.spec.call_timeout.mul_f64(1.1) + Duration::from_millis(100));
         if let Some(token) = self.spec.token.as_deref().filter(|t| !t.is_empty()) {
             match MetadataValue::try_from(token) {
                 Ok(value) => {

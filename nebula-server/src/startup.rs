@@ -310,7 +310,16 @@ async fn serve_plugin(
     options.scopes = manifest.declared_scopes();
     options.max_message_bytes = config.server.max_body_bytes;
     options.call_timeout = Duration::from_secs_f64(config.plugins.max_timeout_sec);
-    options.token = token_env.and_then(|var| std::env::var(var).ok());
+    if let Some(var) = token_env {
+        match std::env::var(&var) {
+            Ok(token) if !token.is_empty() => options.token = Some(token),
+            // Asked for a token but none is set: refuse rather than serve unauthenticated.
+            _ => {
+                eprintln!("nebula-server: --token-env {var}: the variable is unset or empty");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
     let listener = match BoundListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {

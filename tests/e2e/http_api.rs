@@ -110,6 +110,25 @@ fn seed_curl_examples_answer_the_seed_shapes() {
     assert_eq!(rescan.body["status"], "ok");
     assert!(rescan.body["plugins"].as_array().unwrap().len() == plugins.len());
 
+    // Stats count the calls just made; logs hold what the plugin wrote through ctx.log.
+    let stats = server.get("/system/plugins/sample_sync/stats");
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    let sync_stats = &stats.body["methods"]["sync_users"];
+    assert_eq!(sync_stats["calls"], 2);
+    assert_eq!(sync_stats["ok"], 2);
+    assert!(sync_stats["p50_ms"].is_f64() && sync_stats["p99_ms"].is_f64());
+    assert!(stats.body["uptime_sec"].as_f64().unwrap() >= 0.0);
+    let logs = server.get("/system/plugins/sample_sync/logs?tail=5");
+    assert_eq!(logs.status, 200, "{}", logs.body);
+    let lines = logs.body["lines"].as_array().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "sample_sync initialised"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[0]["level"], "info");
+
     let live = server.request("GET", "/healthz", &[], None);
     assert_eq!(
         (live.status, live.body.clone()),
@@ -324,6 +343,34 @@ fn bad_input_gets_its_status_and_a_json_detail_never_a_5xx() {
             "not found",
         ),
         ("GET", "/system/events?limit=0", String::new(), 422, "limit"),
+        (
+            "GET",
+            "/system/plugins/sample_sync/logs?tail=0",
+            String::new(),
+            422,
+            "tail",
+        ),
+        (
+            "GET",
+            "/system/plugins/sample_sync/logs?tail=2001",
+            String::new(),
+            422,
+            "tail",
+        ),
+        (
+            "GET",
+            "/system/plugins/nope_plugin/logs",
+            String::new(),
+            404,
+            "not found",
+        ),
+        (
+            "GET",
+            "/system/plugins/nope_plugin/stats",
+            String::new(),
+            404,
+            "not found",
+        ),
         (
             "GET",
             "/system/events?limit=1001",

@@ -15,6 +15,7 @@ mod discovery;
 mod external;
 mod record;
 mod state_store;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,13 +34,15 @@ pub use discovery::{
 };
 pub use external::{ExternalConnector, ExternalPluginsProvider};
 pub use record::{CallFailure, Method, PluginRecord, PluginSource, PluginStatus};
+pub use stats::{MethodSnapshot, PluginStats};
 
 use crate::config::PluginsConfig;
 use crate::events::EventBus;
 use crate::storage::{unix_now, Database, StorageError};
 use discovery::discover_all;
-use record::{Observation, Thresholds};
+use record::{Observation, PolicyAction, Thresholds};
 use state_store::PluginStateStore;
+use stats::{CallStats, Outcome};
 
 /// Why a manager operation failed. The server maps each variant to one status code.
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +131,16 @@ pub struct ManagerSettings {
     pub init_timeout: Duration,
     /// Bound on `health`, `sync_users` and `shutdown`.
     pub call_timeout: Duration,
-    /// Consecutive timeouts that make a plugin unresponsive.
+    /// Consecutive timeouts that make a plugin unresponsive (and restart it).
     pub timeout_restart_threshold: u32,
+    /// Consecutive failed health checks that restart a plugin.
+    pub health_restart_threshold: u32,
+    /// Automatic restarts before a plugin is disabled.
+    pub max_restarts: u32,
+    /// Consecutive crashes before a plugin is disabled.
+    pub max_crashes: u32,
+    /// Period of the health monitor.
+    pub health_interval: Duration,
     /// Operator grants: plugin name → scopes; absent names keep their declared scopes.
     pub grants: BTreeMap<String, ScopeSet>,
 }
@@ -149,6 +160,11 @@ impl ManagerSettings {
             init_timeout: config.init_timeout(),
             call_timeout: config.call_timeout(),
             timeout_restart_threshold: config.timeout_restart_threshold.max(1),
+            health_restart_threshold: config.health_restart_threshold.max(1),
+            max_restarts: config.max_restarts,
+            max_crashes: config.max_crashes.max(1),
+            health_interval: Duration::try_from_secs_f64(config.health_interval_sec)
+                .unwrap_or(Duration::from_secs(30)),
             grants,
         }
     }
@@ -156,6 +172,9 @@ impl ManagerSettings {
     fn thresholds(&self) -> Thresholds {
         Thresholds {
             timeout_restart_threshold: self.timeout_restart_threshold,
+            health_restart_threshold: self.health_restart_threshold,
+            max_restarts: self.max_restarts,
+            max_crashes: self.max_crashes,
         }
     }
 
@@ -186,6 +205,7 @@ struct SlotState {
     instance: Option<Arc<dyn Plugin>>,
     generation: u64,
     record: PluginRecord,
+    stats: CallStats,
 }
 
 impl PluginSlot {
@@ -225,7 +245,9 @@ impl PluginSlot {
             consecutive_health_failures: 0,
             consecutive_crashes: 0,
             restart_count: 0,
+            auto_restarts: 0,
             last_call_ms: None,
+            retry_is_useless: false,
         };
         PluginSlot {
             name: name.to_owned(),
@@ -235,6 +257,7 @@ impl PluginSlot {
                 instance: None,
                 generation: 0,
                 record,
+                stats: CallStats::default(),
             }),
             lifecycle: tokio::sync::Mutex::new(()),
             real_sync: tokio::sync::Mutex::new(()),
@@ -373,8 +396,12 @@ impl PluginManager {
     /// is (and marks the plugin degraded); failures, panics and timeouts are errors.
     pub async fn health(&self, name: &str) -> Result<JsonObject, ManagerError> {
         let slot = self.slot(name)?;
+        self.health_of(&slot).await
+    }
+
+    async fn health_of(&self, slot: &PluginSlot) -> Result<JsonObject, ManagerError> {
         let (result, ticket) = self
-            .call(&slot, |p| async move { p.health().await })
+            .call(slot, Method::Health, |p| async move { p.health().await })
             .await?;
         match result {
             Ok(health) => {
@@ -386,13 +413,13 @@ impl PluginManager {
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("health status '{status}'"));
                 self.observe(
-                    &slot,
+                    slot,
                     Some(ticket),
                     Observation::HealthAnswered { ok, message },
                 );
                 Ok(health)
             }
-            Err(failure) => Err(self.fail(&slot, ticket, Method::Health, failure)),
+            Err(failure) => Err(self.fail(slot, ticket, failure)),
         }
     }
 
@@ -415,14 +442,16 @@ impl PluginManager {
             )
         };
         let (result, ticket) = self
-            .call(&slot, move |p| async move { p.sync_users(request).await })
+            .call(&slot, Method::SyncUsers, move |p| async move {
+                p.sync_users(request).await
+            })
             .await?;
         match result {
             Ok(answer) => {
                 self.observe(&slot, Some(ticket), Observation::CallSucceeded);
                 Ok(answer)
             }
-            Err(failure) => Err(self.fail(&slot, ticket, Method::SyncUsers, failure)),
+            Err(failure) => Err(self.fail(&slot, ticket, failure)),
         }
     }
 
@@ -430,6 +459,7 @@ impl PluginManager {
     async fn call<T, F, Fut>(
         &self,
         slot: &PluginSlot,
+        method: Method,
         call: F,
     ) -> Result<(Result<T, CallFailure>, CallTicket), ManagerError>
     where
@@ -444,27 +474,22 @@ impl PluginManager {
             result,
             CallTicket {
                 generation,
+                method,
                 elapsed: started.elapsed(),
             },
         ))
     }
 
-    fn fail(
-        &self,
-        slot: &PluginSlot,
-        ticket: CallTicket,
-        method: Method,
-        failure: CallFailure,
-    ) -> ManagerError {
+    fn fail(&self, slot: &PluginSlot, ticket: CallTicket, failure: CallFailure) -> ManagerError {
         self.observe(
             slot,
             Some(ticket),
             Observation::Failed {
-                method,
+                method: ticket.method,
                 failure: &failure,
             },
         );
-        ManagerError::from_failure(&slot.name, method, failure)
+        ManagerError::from_failure(&slot.name, ticket.method, failure)
     }
 
     /// Applies an observation to the slot's record and publishes a state change as the event
@@ -473,6 +498,12 @@ impl PluginManager {
         let changed = {
             let mut st = slot.state.lock();
             if let Some(ticket) = ticket {
+                let failure = match &observation {
+                    Observation::Failed { failure, .. } => Some(*failure),
+                    _ => None,
+                };
+                st.stats
+                    .record(ticket.method, ticket.elapsed, Outcome::of(failure));
                 if ticket.generation != st.generation {
                     return;
                 }
@@ -536,6 +567,7 @@ impl PluginManager {
         };
         let ticket = CallTicket {
             generation,
+            method: Method::Initialize,
             elapsed: started.elapsed(),
         };
         match result {
@@ -557,11 +589,17 @@ impl PluginManager {
     /// Calls `shutdown` on an instance that is no longer reachable through the slot. Failures
     /// are logged, never propagated: a plugin cannot stop the host from moving on.
     async fn shutdown_instance(&self, slot: &PluginSlot, instance: Arc<dyn Plugin>) {
+        let started = Instant::now();
         let result = guarded(
             async move { instance.shutdown().await },
             self.settings.call_timeout,
         )
         .await;
+        slot.state.lock().stats.record(
+            Method::Shutdown,
+            started.elapsed(),
+            Outcome::of(result.as_ref().err()),
+        );
         if let Err(failure) = result {
             let error = failure.describe(Method::Shutdown);
             tracing::warn!(plugin = %slot.name, %error, "plugin shutdown failed");
@@ -576,11 +614,8 @@ impl PluginManager {
         let slot = self.slot(name)?;
         let _life = slot.lifecycle.lock().await;
         self.store.set_enabled(name, true).await?;
-        let running = {
-            let mut st = slot.state.lock();
-            st.record.enabled = true;
-            st.instance.is_some()
-        };
+        self.observe(&slot, None, Observation::Enabled);
+        let running = slot.state.lock().instance.is_some();
         if !running {
             self.reinitialize_locked(&slot).await;
         }
@@ -618,11 +653,132 @@ impl PluginManager {
             return Err(ManagerError::Disabled(name.to_owned()));
         }
         self.reinitialize_locked(&slot).await;
-        {
-            let mut st = slot.state.lock();
-            st.record.restart_count += 1;
-        }
+        self.observe(
+            &slot,
+            None,
+            Observation::Restarted {
+                automatic: false,
+                reason: "admin".into(),
+            },
+        );
         Ok(slot.record())
+    }
+
+    /// Call statistics of one plugin.
+    pub fn stats(&self, name: &str) -> Result<PluginStats, ManagerError> {
+        let slot = self.slot(name)?;
+        let st = slot.state.lock();
+        let r = &st.record;
+        Ok(PluginStats {
+            plugin: r.name.clone(),
+            status: r.status,
+            enabled: r.enabled,
+            uptime_sec: st
+                .instance
+                .as_ref()
+                .and(r.initialized_at)
+                .map(|t| (unix_now() - t).max(0.0)),
+            consecutive_timeouts: r.consecutive_timeouts,
+            consecutive_health_failures: r.consecutive_health_failures,
+            consecutive_crashes: r.consecutive_crashes,
+            restart_count: r.restart_count,
+            auto_restarts: r.auto_restarts,
+            last_call_ms: r.last_call_ms,
+            methods: st.stats.snapshot(),
+        })
+    }
+
+    /// One pass of the health monitor: every enabled plugin is checked concurrently (each
+    /// check bounded by the call timeout), then restarted or disabled as the thresholds say.
+    pub async fn check_all(&self) {
+        let slots: Vec<Arc<PluginSlot>> = self.slots.read().values().cloned().collect();
+        futures::future::join_all(slots.iter().map(|slot| self.check_one(slot))).await;
+    }
+
+    async fn check_one(&self, slot: &PluginSlot) {
+        let (enabled, loadable, has_instance, crashed) = {
+            let st = slot.state.lock();
+            (
+                st.record.enabled,
+                st.descriptor.is_some(),
+                st.instance.is_some(),
+                st.record.status == PluginStatus::Crashed,
+            )
+        };
+        if !enabled || !loadable {
+            return;
+        }
+        // A plugin that panicked is replaced, not merely health-checked: the panic may have
+        // left its state half-updated even if it still answers health.
+        if has_instance && !crashed {
+            // The outcome is recorded by `health_of`; the monitor only reads the record.
+            let _ = self.health_of(slot).await;
+        }
+        let action = {
+            let st = slot.state.lock();
+            st.record
+                .policy(st.instance.is_some(), self.settings.thresholds())
+        };
+        match action {
+            PolicyAction::Keep => {}
+            PolicyAction::Restart(reason) => {
+                let _life = slot.lifecycle.lock().await;
+                if !slot.state.lock().record.enabled {
+                    return;
+                }
+                tracing::warn!(plugin = %slot.name, %reason, "restarting plugin");
+                self.reinitialize_locked(slot).await;
+                self.observe(
+                    slot,
+                    None,
+                    Observation::Restarted {
+                        automatic: true,
+                        reason,
+                    },
+                );
+            }
+            PolicyAction::Disable(reason) => {
+                let _life = slot.lifecycle.lock().await;
+                tracing::error!(plugin = %slot.name, %reason, "disabling plugin");
+                if let Err(e) = self.store.set_enabled(&slot.name, false).await {
+                    tracing::error!(plugin = %slot.name, error = %e, "could not persist the disabled flag");
+                }
+                let old = {
+                    let mut st = slot.state.lock();
+                    st.generation += 1;
+                    st.instance.take()
+                };
+                self.observe(
+                    slot,
+                    None,
+                    Observation::Disabled {
+                        message: format!("disabled by policy: {reason}"),
+                    },
+                );
+                if let Some(old) = old {
+                    self.shutdown_instance(slot, old).await;
+                }
+            }
+        }
+    }
+
+    /// Runs [`check_all`](Self::check_all) every `health_interval` until the manager is
+    /// dropped. A pass that overruns delays the next one instead of stacking up.
+    pub fn spawn_health_monitor(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let period = self.settings.health_interval;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(manager) = weak.upgrade() else {
+                    return;
+                };
+                manager.check_all().await;
+            }
+        })
     }
 
     /// Discovers plugins again: new ones are loaded, removed ones shut down, the others
@@ -764,9 +920,10 @@ impl PluginManager {
     }
 }
 
-/// Which instance a call ran against, and how long it took.
+/// Which instance a call ran against, which method, and how long it took.
 #[derive(Debug, Clone, Copy)]
 struct CallTicket {
     generation: u64,
+    method: Method,
     elapsed: Duration,
 }

@@ -101,10 +101,17 @@ pub struct PluginRecord {
     pub consecutive_health_failures: u32,
     /// Panics in a row.
     pub consecutive_crashes: u32,
-    /// Restarts since discovery.
+    /// Restarts since discovery (automatic and by an admin).
     pub restart_count: u32,
+    /// Automatic restarts since an admin last started or restarted the plugin: the budget
+    /// that `plugins.max_restarts` bounds.
+    pub auto_restarts: u32,
     /// Duration of the last call, milliseconds.
     pub last_call_ms: Option<f64>,
+    /// The last initialise failed in a way a retry cannot fix (endpoint refused by policy,
+    /// invalid configuration): the monitor leaves it alone.
+    #[serde(skip)]
+    pub(crate) retry_is_useless: bool,
 }
 
 /// The plugin method a call went to.
@@ -186,30 +193,89 @@ pub(crate) enum Observation<'a> {
     },
     /// An admin (or policy) disabled the plugin.
     Disabled { message: String },
+    /// An admin enabled the plugin: the automatic-restart budget starts afresh.
+    Enabled,
+    /// A fresh instance replaced the old one (after `Initialized` or a failed initialise).
+    Restarted { automatic: bool, reason: String },
     /// The plugin cannot be loaded at all (bad manifest, duplicate name).
     Broken { error: String },
 }
 
-/// Thresholds that move a plugin between states.
+/// Thresholds that move a plugin between states (`[plugins]` keys of the same names).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Thresholds {
     pub timeout_restart_threshold: u32,
+    pub health_restart_threshold: u32,
+    pub max_restarts: u32,
+    pub max_crashes: u32,
+}
+
+/// What the health monitor should do with a plugin after a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PolicyAction {
+    /// Nothing.
+    Keep,
+    /// Replace the instance (re-initialise in process, reconnect over gRPC).
+    Restart(String),
+    /// Switch it off (persisted) until an admin starts it.
+    Disable(String),
 }
 
 impl PluginRecord {
+    /// The monitor's decision after a check: every restart and disable rule is here.
+    pub(crate) fn policy(&self, has_instance: bool, limits: Thresholds) -> PolicyAction {
+        if !self.enabled {
+            return PolicyAction::Keep;
+        }
+        if self.consecutive_crashes >= limits.max_crashes {
+            return PolicyAction::Disable(format!(
+                "crashed {} times in a row (plugins.max_crashes = {})",
+                self.consecutive_crashes, limits.max_crashes
+            ));
+        }
+        let reason = if !has_instance && self.retry_is_useless {
+            None
+        } else if !has_instance {
+            Some("no working instance".to_owned())
+        } else if self.status == PluginStatus::Crashed {
+            Some("crashed".to_owned())
+        } else if self.consecutive_timeouts >= limits.timeout_restart_threshold {
+            Some(format!("{} timeouts in a row", self.consecutive_timeouts))
+        } else if self.consecutive_health_failures >= limits.health_restart_threshold {
+            Some(format!(
+                "{} failed health checks in a row",
+                self.consecutive_health_failures
+            ))
+        } else {
+            None
+        };
+        match reason {
+            None => PolicyAction::Keep,
+            Some(reason) if self.auto_restarts >= limits.max_restarts => {
+                PolicyAction::Disable(format!(
+                    "{reason} after {} automatic restarts (plugins.max_restarts = {})",
+                    self.auto_restarts, limits.max_restarts
+                ))
+            }
+            Some(reason) => PolicyAction::Restart(reason),
+        }
+    }
+
     /// Applies an observation: every state transition of the manager happens here.
     pub(crate) fn observe(&mut self, observation: Observation<'_>, now: f64, limits: Thresholds) {
         self.updated_at = now;
         match observation {
             Observation::Initialized => {
+                self.retry_is_useless = false;
                 self.status = PluginStatus::Initialized;
                 self.message = "initialized".into();
                 self.error.clear();
                 self.initialized_at = Some(now);
                 self.enabled = true;
+                // Crashes stay counted across restarts: only a working call clears them, so
+                // a plugin that crashes after every restart reaches `max_crashes`.
                 self.consecutive_timeouts = 0;
                 self.consecutive_health_failures = 0;
-                self.consecutive_crashes = 0;
             }
             Observation::HealthAnswered { ok: true, .. } => {
                 self.status = PluginStatus::Healthy;
@@ -273,12 +339,32 @@ impl PluginRecord {
                 }
                 if method == Method::Initialize {
                     self.initialized_at = None;
+                    self.retry_is_useless = matches!(
+                        failure,
+                        CallFailure::Error(e)
+                            if matches!(e.kind(), ErrorKind::PermissionDenied | ErrorKind::InvalidInput)
+                    );
                 }
             }
             Observation::Disabled { message } => {
                 self.status = PluginStatus::Disabled;
                 self.message = message;
                 self.enabled = false;
+            }
+            Observation::Enabled => {
+                self.enabled = true;
+                self.auto_restarts = 0;
+                self.consecutive_crashes = 0;
+            }
+            Observation::Restarted { automatic, reason } => {
+                self.restart_count += 1;
+                if automatic {
+                    self.auto_restarts += 1;
+                    self.message = format!("{} (restarted: {reason})", self.message);
+                } else {
+                    self.auto_restarts = 0;
+                    self.message = format!("{} (restarted by admin)", self.message);
+                }
             }
             Observation::Broken { error } => {
                 self.status = PluginStatus::Degraded;

@@ -48,6 +48,12 @@ pub fn system_routes() -> Vec<RouteEntry> {
             "/plugins/{name}/action",
             web::post().to(plugins::action),
         ),
+        entry(
+            "GET",
+            "/plugins/{name}/stats",
+            web::get().to(plugins::stats),
+        ),
+        entry("GET", "/plugins/{name}/logs", web::get().to(plugins::logs)),
         entry("GET", "/events", web::get().to(events::list)),
         entry("GET", "/directory/users", web::get().to(directory::users)),
         entry("GET", "/directory/roles", web::get().to(directory::roles)),

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::PluginName;
+use crate::extract::{PluginName, QueryParams};
 use crate::state::AppState;
 
 pub async fn list(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
@@ -105,4 +105,29 @@ pub async fn action(
         })
         .await??;
     Ok(HttpResponse::Ok().json(json!({ "plugin": name.0, "result": { "status": status } })))
+}
+
+pub async fn stats(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    name: PluginName,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.core.plugins().stats(&name.0)?))
+}
+
+pub async fn logs(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    name: PluginName,
+    mut query: QueryParams,
+) -> Result<HttpResponse, ApiError> {
+    let max = nebula_core::logs::MAX_LOG_LINES as u64;
+    let tail = query.integer("tail", 100, 1, max)?;
+    query.finish()?;
+    state.core.plugins().record(&name.0)?;
+    let lines = state
+        .core
+        .logs()
+        .tail(&name.0, usize::try_from(tail).unwrap_or(usize::MAX));
+    Ok(HttpResponse::Ok().json(json!({ "plugin": name.0, "lines": lines })))
 }

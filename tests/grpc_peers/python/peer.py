@@ -62,7 +62,12 @@ def main():
     parser.add_argument("--mode", default="ok", choices=["ok", "slow", "fail", "unhealthy"])
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    # Match the core's default body limit (8 MiB) instead of grpcio's 4 MiB.
+    limit = 8 * 1024 * 1024
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8),
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+    )
     plugin_api_v1_pb2_grpc.add_PluginServiceServicer_to_server(Peer(args.mode), server)
     port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
