@@ -78,16 +78,29 @@ impl EventBus {
     /// Stored events whose name starts with `prefix`, newest first, at most `limit` (clamped to
     /// 1..=1000).
     pub async fn list(&self, prefix: &str, limit: u32) -> Result<Vec<Event>, StorageError> {
+        self.list_before(prefix, limit, None).await
+    }
+
+    /// Like [`list`](Self::list), only events with an id below `before`: pass the last id of a
+    /// page to get the next (older) page.
+    pub async fn list_before(
+        &self,
+        prefix: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<Event>, StorageError> {
         // A case-sensitive, index-friendly prefix match that means the same on every
         // backend: prefix <= name < prefix + U+10FFFF (LIKE ignores ASCII case on SQLite).
         let lower = prefix.to_owned();
         let upper = format!("{prefix}\u{10FFFF}");
         let limit = i64::from(limit.clamp(1, MAX_EVENT_PAGE));
+        let before = before.unwrap_or(i64::MAX);
         self.db
             .read(move |conn| {
                 let rows = events::table
                     .filter(events::name.ge(&lower))
                     .filter(events::name.lt(&upper))
+                    .filter(events::id.lt(before))
                     .order(events::id.desc())
                     .limit(limit)
                     .select((

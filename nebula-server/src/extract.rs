@@ -67,12 +67,22 @@ impl QueryParams {
         min: u64,
         max: u64,
     ) -> Result<u64, ApiError> {
+        Ok(self.optional_integer(name, min, max)?.unwrap_or(default))
+    }
+
+    /// An integer parameter within `min..=max`, `None` when absent.
+    pub fn optional_integer(
+        &mut self,
+        name: &'static str,
+        min: u64,
+        max: u64,
+    ) -> Result<Option<u64>, ApiError> {
         self.known.push(name);
         let Some(raw) = self.values.get(name) else {
-            return Ok(default);
+            return Ok(None);
         };
         match raw.parse::<u64>() {
-            Ok(v) if (min..=max).contains(&v) => Ok(v),
+            Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
             _ => Err(ApiError::Invalid(format!(
                 "{name}: expected an integer between {min} and {max}, got '{}'",
                 raw.escape_default()

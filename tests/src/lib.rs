@@ -123,6 +123,8 @@ pub mod faults {
         PanicOnSyncCall(u32),
         /// `health` and `sync_users` never return.
         HangForever,
+        /// `health` answers at once; `sync_users` never returns.
+        HangInSync,
         /// The first k `health` calls (across instances) fail, then it recovers.
         FailHealthTimes(u32),
         /// `health` and `sync_users` always fail.
@@ -178,7 +180,7 @@ pub mod faults {
         async fn sync_users(&self, request: SyncRequest) -> Result<JsonObject, PluginError> {
             let n = self.counters.syncs.fetch_add(1, Ordering::SeqCst) + 1;
             match self.fault {
-                Fault::HangForever => std::future::pending().await,
+                Fault::HangForever | Fault::HangInSync => std::future::pending().await,
                 Fault::AlwaysFail => Err(PluginError::internal("scripted sync failure")),
                 Fault::PanicOnSyncCall(k) if n == k => panic!("scripted panic on sync call {n}"),
                 _ => Ok(json_object!({"status": "ok", "count": request.limited_users().len()})),

@@ -179,6 +179,24 @@ async fn a_plugin_that_hangs_forever_goes_unresponsive_is_restarted_then_disable
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_sync_that_hangs_while_health_answers_is_not_hidden_by_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let (core, calls) = engine(dir.path(), Fault::HangInSync).await;
+    for _ in 0..3 {
+        core.plugins()
+            .sync_users(FAULTY, real_sync())
+            .await
+            .unwrap_err();
+    }
+    assert_eq!(counters(&rec(&core)), (Unresponsive, 3, 0, 0, 0));
+    // Health answers ok, but three timeouts in a row still restart the plugin.
+    assert_eq!(counters(&check(&core).await), (Initialized, 0, 0, 0, 1));
+    assert_eq!(counters(&check(&core).await), (Healthy, 0, 0, 0, 1));
+    assert_eq!(calls.health.load(Ordering::SeqCst), 2);
+    core.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn failing_health_twice_restarts_once_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let (core, calls) = engine(dir.path(), Fault::FailHealthTimes(2)).await;

@@ -278,12 +278,17 @@ impl PluginRecord {
                 self.consecutive_health_failures = 0;
             }
             Observation::HealthAnswered { ok: true, .. } => {
-                self.status = PluginStatus::Healthy;
-                self.message = "ok".into();
-                self.error.clear();
-                self.consecutive_timeouts = 0;
                 self.consecutive_health_failures = 0;
                 self.consecutive_crashes = 0;
+                // Timeouts of other calls are not cleared by a health answer: a plugin whose
+                // sync hangs while health answers stays unresponsive (and gets restarted).
+                if self.consecutive_timeouts >= limits.timeout_restart_threshold {
+                    self.status = PluginStatus::Unresponsive;
+                } else {
+                    self.status = PluginStatus::Healthy;
+                    self.message = "ok".into();
+                    self.error.clear();
+                }
             }
             Observation::HealthAnswered { ok: false, message } => {
                 self.status = PluginStatus::Degraded;

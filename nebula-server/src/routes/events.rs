@@ -16,11 +16,13 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let prefix = query.text("prefix", "");
     let limit = query.integer("limit", 100, 1, u64::from(MAX_EVENT_PAGE))?;
+    let before = query.optional_integer("before", 1, i64::MAX as u64)?;
     query.finish()?;
+    let before = before.and_then(|b| i64::try_from(b).ok());
     let events = state.core.events().clone();
     let limit = u32::try_from(limit).unwrap_or(MAX_EVENT_PAGE);
     let found = state
-        .on_core(async move { events.list(&prefix, limit).await })
+        .on_core(async move { events.list_before(&prefix, limit, before).await })
         .await??;
     Ok(HttpResponse::Ok().json(json!({ "events": found })))
 }
