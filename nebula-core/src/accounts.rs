@@ -26,6 +26,21 @@ pub struct Account {
 
 type AccountRow = (i64, String, String, bool, bool);
 
+/// The columns of an [`Account`], in [`AccountRow`] order.
+const ACCOUNT_COLUMNS: (
+    users::id,
+    users::username,
+    users::password_hash,
+    users::is_active,
+    users::is_staff,
+) = (
+    users::id,
+    users::username,
+    users::password_hash,
+    users::is_active,
+    users::is_staff,
+);
+
 fn account((id, username, password_hash, is_active, is_staff): AccountRow) -> Account {
     Account {
         id,
@@ -56,13 +71,7 @@ impl AccountStore {
                 Ok(users::table
                     .filter(users::db_name.eq(SYSTEM_DB_NAME))
                     .filter(users::username.eq(&username))
-                    .select((
-                        users::id,
-                        users::username,
-                        users::password_hash,
-                        users::is_active,
-                        users::is_staff,
-                    ))
+                    .select(ACCOUNT_COLUMNS)
                     .first::<AccountRow>(conn)
                     .optional()?
                     .map(account))
@@ -77,13 +86,7 @@ impl AccountStore {
                 Ok(users::table
                     .filter(users::db_name.eq(SYSTEM_DB_NAME))
                     .filter(users::id.eq(id))
-                    .select((
-                        users::id,
-                        users::username,
-                        users::password_hash,
-                        users::is_active,
-                        users::is_staff,
-                    ))
+                    .select(ACCOUNT_COLUMNS)
                     .first::<AccountRow>(conn)
                     .optional()?
                     .map(account))

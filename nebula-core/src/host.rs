@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use nebula_plugin_api::{
-    async_trait, DirectoryUser, Host, IdentityRole, LogLevel, PluginError, SyncOutcome, SyncUser,
+    async_trait, trace_plugin_log, DirectoryUser, Host, IdentityRole, LogLevel, PluginError,
+    SyncOutcome, SyncUser,
 };
 use serde_json::Value;
 
@@ -106,12 +107,7 @@ impl Host for CoreHost {
     }
 
     fn log(&self, plugin: &str, level: LogLevel, message: &str) {
-        match level {
-            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
-            LogLevel::Info => tracing::info!(plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
-            LogLevel::Error => tracing::error!(plugin, "{message}"),
-        }
+        trace_plugin_log(plugin, level, message);
         self.logs.push(plugin, level, message);
     }
 }

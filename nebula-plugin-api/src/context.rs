@@ -85,12 +85,18 @@ pub trait Host: Send + Sync + 'static {
 
     /// Records a log line of a plugin. The default sends it to `tracing`.
     fn log(&self, plugin: &str, level: LogLevel, message: &str) {
-        match level {
-            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
-            LogLevel::Info => tracing::info!(plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
-            LogLevel::Error => tracing::error!(plugin, "{message}"),
-        }
+        trace_plugin_log(plugin, level, message);
+    }
+}
+
+/// Sends a plugin's log line to `tracing`, with the plugin's name as a field. Hosts that keep
+/// lines elsewhere too call this so every line also reaches the process log.
+pub fn trace_plugin_log(plugin: &str, level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+        LogLevel::Info => tracing::info!(plugin, "{message}"),
+        LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+        LogLevel::Error => tracing::error!(plugin, "{message}"),
     }
 }
 

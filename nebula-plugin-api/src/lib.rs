@@ -45,7 +45,7 @@ mod registration;
 mod request;
 mod scope;
 
-pub use context::{Host, LogLevel, PluginContext};
+pub use context::{trace_plugin_log, Host, LogLevel, PluginContext};
 pub use error::{ErrorKind, PluginError};
 pub use identity::{
     normalize_db_name, normalize_role_tag, DirectoryUser, IdentityRole, SyncOutcome, SYSTEM_DB_NAME,

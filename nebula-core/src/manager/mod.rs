@@ -283,6 +283,14 @@ impl PluginSlot {
     fn record(&self) -> PluginRecord {
         self.state.lock().record.clone()
     }
+
+    /// Takes the current instance out of the slot; outcomes of its calls still in flight are
+    /// ignored from now on (their generation is stale).
+    fn detach(&self) -> Option<Arc<dyn Plugin>> {
+        let mut st = self.state.lock();
+        st.generation += 1;
+        st.instance.take()
+    }
 }
 
 /// Runs one plugin call in its own task, bounded by `limit`: the one place where plugin
@@ -534,14 +542,11 @@ impl PluginManager {
     /// Builds and initialises a fresh instance (shutting the old one down first). The caller
     /// holds the slot's lifecycle lock.
     async fn reinitialize_locked(&self, slot: &PluginSlot) {
-        let (old, descriptor, scopes) = {
-            let mut st = slot.state.lock();
-            st.generation += 1;
-            (st.instance.take(), st.descriptor.clone(), st.scopes.clone())
+        self.retire(slot).await;
+        let (descriptor, scopes) = {
+            let st = slot.state.lock();
+            (st.descriptor.clone(), st.scopes.clone())
         };
-        if let Some(old) = old {
-            self.shutdown_instance(slot, old).await;
-        }
         let Some(descriptor) = descriptor else {
             return;
         };
@@ -609,6 +614,23 @@ impl PluginManager {
         }
     }
 
+    /// Detaches the instance and shuts it down (bounded; failures are logged).
+    async fn retire(&self, slot: &PluginSlot) {
+        if let Some(old) = slot.detach() {
+            self.shutdown_instance(slot, old).await;
+        }
+    }
+
+    /// Marks the plugin disabled with `message`, then retires its instance. The caller holds
+    /// the lifecycle lock and has persisted the flag.
+    async fn disable(&self, slot: &PluginSlot, message: String) {
+        let old = slot.detach();
+        self.observe(slot, None, Observation::Disabled { message });
+        if let Some(old) = old {
+            self.shutdown_instance(slot, old).await;
+        }
+    }
+
     /// Enables the plugin (persisted) and initialises it if it is not running.
     pub async fn start(&self, name: &str) -> Result<PluginRecord, ManagerError> {
         let slot = self.slot(name)?;
@@ -627,21 +649,7 @@ impl PluginManager {
         let slot = self.slot(name)?;
         let _life = slot.lifecycle.lock().await;
         self.store.set_enabled(name, false).await?;
-        let old = {
-            let mut st = slot.state.lock();
-            st.generation += 1;
-            st.instance.take()
-        };
-        self.observe(
-            &slot,
-            None,
-            Observation::Disabled {
-                message: "stopped by admin".into(),
-            },
-        );
-        if let Some(old) = old {
-            self.shutdown_instance(&slot, old).await;
-        }
+        self.disable(&slot, "stopped by admin".into()).await;
         Ok(slot.record())
     }
 
@@ -743,21 +751,8 @@ impl PluginManager {
                 if let Err(e) = self.store.set_enabled(&slot.name, false).await {
                     tracing::error!(plugin = %slot.name, error = %e, "could not persist the disabled flag");
                 }
-                let old = {
-                    let mut st = slot.state.lock();
-                    st.generation += 1;
-                    st.instance.take()
-                };
-                self.observe(
-                    slot,
-                    None,
-                    Observation::Disabled {
-                        message: format!("disabled by policy: {reason}"),
-                    },
-                );
-                if let Some(old) = old {
-                    self.shutdown_instance(slot, old).await;
-                }
+                self.disable(slot, format!("disabled by policy: {reason}"))
+                    .await;
             }
         }
     }
@@ -861,35 +856,14 @@ impl PluginManager {
 
         let shutdowns = removed.iter().map(|slot| async move {
             let _life = slot.lifecycle.lock().await;
-            let old = {
-                let mut st = slot.state.lock();
-                st.generation += 1;
-                st.instance.take()
-            };
-            if let Some(old) = old {
-                self.shutdown_instance(slot, old).await;
-            }
+            self.retire(slot).await;
         });
         futures::future::join_all(shutdowns).await;
 
         let starts = to_start.iter().map(|(slot, is_disabled)| async move {
             let _life = slot.lifecycle.lock().await;
             if *is_disabled {
-                let old = {
-                    let mut st = slot.state.lock();
-                    st.generation += 1;
-                    st.instance.take()
-                };
-                self.observe(
-                    slot,
-                    None,
-                    Observation::Disabled {
-                        message: "disabled".into(),
-                    },
-                );
-                if let Some(old) = old {
-                    self.shutdown_instance(slot, old).await;
-                }
+                self.disable(slot, "disabled".into()).await;
             } else {
                 self.reinitialize_locked(slot).await;
             }
@@ -902,14 +876,7 @@ impl PluginManager {
     pub async fn shutdown(&self) {
         let slots: Vec<Arc<PluginSlot>> = self.slots.read().values().cloned().collect();
         let all = slots.iter().map(|slot| async move {
-            let old = {
-                let mut st = slot.state.lock();
-                st.generation += 1;
-                st.instance.take()
-            };
-            if let Some(old) = old {
-                self.shutdown_instance(slot, old).await;
-            }
+            self.retire(slot).await;
             let mut st = slot.state.lock();
             if st.record.enabled {
                 st.record.message = "shut down".into();

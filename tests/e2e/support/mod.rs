@@ -192,28 +192,32 @@ impl Server {
 
     /// Sends a signal and waits (bounded) for the exit.
     pub fn signal_and_wait(mut self, signal: i32, limit: Duration) -> ExitStatus {
-        let pid = self.child.id() as i32;
-        // SAFETY: plain kill(2) on the pid of a child this test started and still owns.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "server did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        signal_and_wait(&mut self.child, signal, limit)
     }
 
     /// `kill -9`.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Sends `signal` to a child this test owns and waits (bounded) for it to exit.
+fn signal_and_wait(child: &mut Child, signal: i32, limit: Duration) -> ExitStatus {
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped yet.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "process did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -364,21 +368,7 @@ impl Peer {
 
     /// SIGTERM, then wait (bounded) for the exit.
     pub fn terminate(mut self) -> ExitStatus {
-        // SAFETY: kill(2) on the pid of a child this test started and still owns.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "peer ignored SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        signal_and_wait(&mut self.child, libc::SIGTERM, Duration::from_secs(20))
     }
 
     /// `kill -9` and wait.
