@@ -232,3 +232,28 @@ fn kill_9_in_the_middle_of_a_10000_user_sync_leaves_no_half_written_user() {
     );
     assert_eq!(all_users(&server, "big.db").len(), 10_000);
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off_while_others_are_served() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    // Others are answered meanwhile.
+    assert_eq!(server.request("GET", "/healthz", &[], None).status, 200);
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    assert!(waited < Duration::from_secs(15), "cut off after {waited:?}");
+}
