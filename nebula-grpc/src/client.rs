@@ -23,7 +23,8 @@ pub struct RemotePluginSpec {
     pub endpoint: String,
     /// Sent as `x-nebula-token` metadata on every call when set and non-empty.
     pub token: Option<String>,
-    /// Deadline of every call (the manager's call timeout).
+    /// The manager's call timeout; each call's gRPC deadline is set a little above it so the
+    /// manager's own timer decides (504), not tonic's.
     pub call_timeout: Duration,
     /// Bound on establishing a connection, so a dead peer fails fast.
     pub connect_timeout: Duration,

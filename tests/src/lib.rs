@@ -1,7 +1,8 @@
 //! Fault-injecting plugins for the workspace tests.
 //!
 //! They register through `inventory` like any plugin, but live in this crate, which only test
-//! binaries link: the server never sees them. Each is named for what it does wrong.
+//! binaries and the `nebula-server-faults` load-test binary (feature `fault-plugins`) link: the
+//! shipped `nebula-server` never sees them. Each is named for what it does wrong.
 
 use nebula_plugin_api::{
     async_trait, json_object, register_plugin, JsonObject, Plugin, PluginContext, PluginError,

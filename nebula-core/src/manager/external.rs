@@ -43,18 +43,26 @@ impl ExternalPluginsProvider {
         }
     }
 
-    /// The configuration to use now: the file re-read, or the last good one if it became
-    /// invalid (a broken edit must not unload every external plugin).
+    /// The configuration to use now: the start-up configuration with the external list
+    /// re-read from the file (or the last good list if the file became invalid: a broken edit
+    /// must not unload every external plugin). Only the list changes on a rescan; timeouts and
+    /// `allow_remote_grpc` stay as the manager started with, so a plugin's gRPC deadline always
+    /// matches the manager's own.
     fn current(&self) -> NebulaConfig {
+        let mut config = self.last_good.lock().clone();
         if let Some(file) = &self.file {
             match NebulaConfig::load_from(Some(file), std::env::vars()) {
-                Ok(fresh) => *self.last_good.lock() = fresh,
-                Err(e) => {
-                    tracing::error!(error = %e, "configuration not re-read; keeping the previous external plugin list")
+                Ok(fresh) => {
+                    config.plugins.external = fresh.plugins.external;
+                    *self.last_good.lock() = config.clone();
                 }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "configuration not re-read; keeping the previous external plugin list"
+                ),
             }
         }
-        self.last_good.lock().clone()
+        config
     }
 }
 

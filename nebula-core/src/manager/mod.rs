@@ -247,6 +247,7 @@ impl PluginSlot {
             restart_count: 0,
             auto_restarts: 0,
             last_call_ms: None,
+            last_auto_restart_at: None,
             retry_is_useless: false,
         };
         PluginSlot {
@@ -731,7 +732,14 @@ impl PluginManager {
             PolicyAction::Keep => {}
             PolicyAction::Restart(reason) => {
                 let _life = slot.lifecycle.lock().await;
-                if !slot.state.lock().record.enabled {
+                // An admin may have stopped or restarted it while we waited for the lock:
+                // decide again on what is there now.
+                let still = {
+                    let st = slot.state.lock();
+                    st.record
+                        .policy(st.instance.is_some(), self.settings.thresholds())
+                };
+                if !matches!(still, PolicyAction::Restart(_)) {
                     return;
                 }
                 tracing::warn!(plugin = %slot.name, %reason, "restarting plugin");

@@ -108,6 +108,9 @@ pub struct PluginRecord {
     pub auto_restarts: u32,
     /// Duration of the last call, milliseconds.
     pub last_call_ms: Option<f64>,
+    /// When the monitor last restarted the plugin (float Unix seconds).
+    #[serde(skip)]
+    pub(crate) last_auto_restart_at: Option<f64>,
     /// The last initialise failed in a way a retry cannot fix (endpoint refused by policy,
     /// invalid configuration): the monitor leaves it alone.
     #[serde(skip)]
@@ -201,6 +204,9 @@ pub(crate) enum Observation<'a> {
     Broken { error: String },
 }
 
+/// A healthy check this long after the last automatic restart refills the restart budget.
+pub(crate) const RESTART_BUDGET_REFILL_SECS: f64 = 3600.0;
+
 /// Thresholds that move a plugin between states (`[plugins]` keys of the same names).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Thresholds {
@@ -280,6 +286,15 @@ impl PluginRecord {
             Observation::HealthAnswered { ok: true, .. } => {
                 self.consecutive_health_failures = 0;
                 self.consecutive_crashes = 0;
+                // A plugin healthy again long after its last automatic restart gets its
+                // budget back: rare transient failures over months must not disable it.
+                if self
+                    .last_auto_restart_at
+                    .is_some_and(|t| now - t >= RESTART_BUDGET_REFILL_SECS)
+                {
+                    self.auto_restarts = 0;
+                    self.last_auto_restart_at = None;
+                }
                 // Timeouts of other calls are not cleared by a health answer: a plugin whose
                 // sync hangs while health answers stays unresponsive (and gets restarted).
                 if self.consecutive_timeouts >= limits.timeout_restart_threshold {
@@ -365,6 +380,7 @@ impl PluginRecord {
                 self.restart_count += 1;
                 if automatic {
                     self.auto_restarts += 1;
+                    self.last_auto_restart_at = Some(now);
                     self.message = format!("{} (restarted: {reason})", self.message);
                 } else {
                     self.auto_restarts = 0;
@@ -377,5 +393,93 @@ impl PluginRecord {
                 self.error = error;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Thresholds = Thresholds {
+        timeout_restart_threshold: 3,
+        health_restart_threshold: 2,
+        max_restarts: 3,
+        max_crashes: 3,
+    };
+
+    fn record() -> PluginRecord {
+        PluginRecord {
+            name: "p1".into(),
+            source: PluginSource::InProcess,
+            api_version: "v1".into(),
+            version: "1".into(),
+            description: String::new(),
+            scopes: vec![],
+            status: PluginStatus::Healthy,
+            message: String::new(),
+            error: String::new(),
+            initialized_at: Some(0.0),
+            updated_at: 0.0,
+            enabled: true,
+            origin: String::new(),
+            consecutive_timeouts: 0,
+            consecutive_health_failures: 0,
+            consecutive_crashes: 0,
+            restart_count: 0,
+            auto_restarts: 0,
+            last_call_ms: None,
+            last_auto_restart_at: None,
+            retry_is_useless: false,
+        }
+    }
+
+    #[test]
+    fn the_restart_budget_refills_after_an_hour_of_health() {
+        let mut r = record();
+        for i in 0..3 {
+            r.observe(
+                Observation::Restarted {
+                    automatic: true,
+                    reason: "x".into(),
+                },
+                1000.0 + f64::from(i),
+                LIMITS,
+            );
+        }
+        assert_eq!(r.auto_restarts, 3);
+        let ok = || Observation::HealthAnswered {
+            ok: true,
+            message: "ok".into(),
+        };
+        r.observe(ok(), 1002.0 + RESTART_BUDGET_REFILL_SECS - 1.0, LIMITS);
+        assert_eq!(r.auto_restarts, 3, "not yet");
+        r.observe(ok(), 1002.0 + RESTART_BUDGET_REFILL_SECS, LIMITS);
+        assert_eq!((r.auto_restarts, r.restart_count), (0, 3));
+    }
+
+    #[test]
+    fn permanent_init_failures_are_not_retried() {
+        let mut r = record();
+        let refused = CallFailure::Error(PluginError::Forbidden("refused by policy".into()));
+        r.observe(
+            Observation::Failed {
+                method: Method::Initialize,
+                failure: &refused,
+            },
+            1.0,
+            LIMITS,
+        );
+        assert_eq!(r.status, PluginStatus::Degraded);
+        assert_eq!(r.policy(false, LIMITS), PolicyAction::Keep);
+        let flaky = CallFailure::Error(PluginError::Unavailable("peer down".into()));
+        r.observe(
+            Observation::Failed {
+                method: Method::Initialize,
+                failure: &flaky,
+            },
+            2.0,
+            LIMITS,
+        );
+        assert!(matches!(r.policy(false, LIMITS), PolicyAction::Restart(_)));
     }
 }
