@@ -9,8 +9,8 @@ use nebula_plugin_api::{SyncOutcome, SYSTEM_DB_NAME};
 use crate::storage::schema::users;
 use crate::storage::{unix_now, Database, StorageError};
 
-/// A `system.db` user as authentication sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A `system.db` user as authentication sees it. Its `Debug` hides the password hash.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Account {
     /// Row id (sessions are bound to it).
     pub id: i64,
@@ -22,6 +22,18 @@ pub struct Account {
     pub is_active: bool,
     /// Whether the account may call the admin API.
     pub is_staff: bool,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("is_active", &self.is_active)
+            .field("is_staff", &self.is_staff)
+            .finish()
+    }
 }
 
 type AccountRow = (i64, String, String, bool, bool);

@@ -262,9 +262,9 @@ impl NebulaConfig {
             ("plugins.max_timeout_sec", p.max_timeout_sec),
             ("plugins.health_interval_sec", p.health_interval_sec),
         ] {
-            if !(value.is_finite() && value > 0.0 && value <= 86_400.0) {
+            if !(value.is_finite() && (0.001..=86_400.0).contains(&value)) {
                 return Err(format!(
-                    "{key}: must be a number of seconds above 0 and at most 86400, got {value}"
+                    "{key}: must be a number of seconds from 0.001 to 86400, got {value}"
                 ));
             }
         }
@@ -374,6 +374,10 @@ mod tests {
             (
                 "[plugins]\ncall_timeout_sec = -1\n",
                 "plugins.call_timeout_sec",
+            ),
+            (
+                "[plugins]\nhealth_interval_sec = 1e-10\n",
+                "plugins.health_interval_sec",
             ),
             ("[server]\nbind = \"nowhere\"\n", "server.bind"),
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),

@@ -83,7 +83,7 @@ impl BoundListener {
                 TcpListener::bind((host.as_str(), port)).await?,
             )),
             GrpcEndpoint::Unix(path) => {
-                remove_stale_socket(&path)?;
+                remove_stale_socket(&path).await?;
                 Ok(BoundListener::Unix(UnixListener::bind(&path)?, path))
             }
         }
@@ -100,10 +100,10 @@ impl BoundListener {
     }
 }
 
-fn remove_stale_socket(path: &std::path::Path) -> std::io::Result<()> {
+async fn remove_stale_socket(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.file_type().is_socket() => tokio::fs::remove_file(path).await,
         Ok(_) => Err(std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
             format!("{} exists and is not a socket", path.display()),
@@ -166,7 +166,7 @@ where
             let result = router
                 .serve_with_incoming_shutdown(UnixListenerStream::new(l), shutdown)
                 .await;
-            let _ = std::fs::remove_file(path);
+            let _ = tokio::fs::remove_file(path).await;
             result
         }
     };

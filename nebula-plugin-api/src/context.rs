@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::{
-    normalize_db_name, normalize_role_tag, DirectoryUser, IdentityRole, PluginError, Scope,
-    ScopeSet, SyncOutcome, SyncUser, SYSTEM_DB_NAME,
+    normalize_db_name, normalize_role_tag, validate_username, DirectoryUser, IdentityRole,
+    PluginError, Scope, ScopeSet, SyncOutcome, SyncUser, SYSTEM_DB_NAME,
 };
 
 /// Largest page `list_users` returns.
@@ -165,7 +165,7 @@ impl PluginContext {
     ) -> Result<SyncOutcome, PluginError> {
         self.require(&[Scope::UsersWrite, Scope::IdentityTagsWrite])?;
         let db_name = client_db_name(db_name)?;
-        let username = checked_username(username)?;
+        let username = validate_username(username)?;
         let user = SyncUser {
             username,
             db_name,
@@ -203,7 +203,7 @@ impl PluginContext {
     ) -> Result<(), PluginError> {
         self.require(&[Scope::IdentityTagsWrite])?;
         let db_name = client_db_name(db_name)?;
-        let username = checked_username(username)?;
+        let username = validate_username(username)?;
         let role_tag = normalize_role_tag(role_tag);
         self.host
             .set_identity_tag(&self.plugin, &db_name, &username, &role_tag)
@@ -272,20 +272,6 @@ fn client_db_name(raw: &str) -> Result<String, PluginError> {
         )));
     }
     Ok(db_name)
-}
-
-fn checked_username(raw: &str) -> Result<String, PluginError> {
-    let username = raw.trim();
-    if username.is_empty()
-        || username.chars().any(char::is_control)
-        || username.chars().count() > 150
-    {
-        return Err(PluginError::invalid(format!(
-            "username '{}': expected 1 to 150 printable characters",
-            raw.escape_default()
-        )));
-    }
-    Ok(username.to_owned())
 }
 
 #[cfg(test)]

@@ -25,14 +25,15 @@ pub fn normalize_db_name(raw: &str) -> Result<String, PluginError> {
     if raw.is_empty() {
         return Err(invalid("must not be empty"));
     }
-    if raw.contains('/') || raw.contains('\\') || raw.contains("..") {
-        return Err(invalid("'/', '\\' and '..' are not allowed"));
-    }
     let name = if raw.ends_with(DB_SUFFIX) {
         raw.to_owned()
     } else {
         format!("{raw}{DB_SUFFIX}")
     };
+    // Checked on the final name: "acme." must not become "acme..db".
+    if name.contains('/') || name.contains('\\') || name.contains("..") {
+        return Err(invalid("'/', '\\' and '..' are not allowed"));
+    }
     let stem = &name[..name.len() - DB_SUFFIX.len()];
     let mut chars = stem.chars();
     match chars.next() {
@@ -71,6 +72,25 @@ pub fn normalize_role_tag(raw: &str) -> String {
     } else {
         tag
     }
+}
+
+/// Longest username, in characters.
+pub const MAX_USERNAME_CHARS: usize = 150;
+
+/// Validates a login name and returns it trimmed: 1 to 150 characters, no control characters.
+/// The one username rule, used by sync requests, the plugin context and `create-user`.
+pub fn validate_username(raw: &str) -> Result<String, PluginError> {
+    let name = raw.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_USERNAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(PluginError::invalid(format!(
+            "username '{}': expected 1 to {MAX_USERNAME_CHARS} printable characters",
+            raw.escape_default()
+        )));
+    }
+    Ok(name.to_owned())
 }
 
 /// What a `sync_user` call did.

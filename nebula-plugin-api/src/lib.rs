@@ -48,7 +48,8 @@ mod scope;
 pub use context::{trace_plugin_log, Host, LogLevel, PluginContext};
 pub use error::{ErrorKind, PluginError};
 pub use identity::{
-    normalize_db_name, normalize_role_tag, DirectoryUser, IdentityRole, SyncOutcome, SYSTEM_DB_NAME,
+    normalize_db_name, normalize_role_tag, validate_username, DirectoryUser, IdentityRole,
+    SyncOutcome, MAX_USERNAME_CHARS, SYSTEM_DB_NAME,
 };
 pub use manifest::{validate_plugin_name, PluginManifest};
 pub use plugin::{JsonObject, Plugin};

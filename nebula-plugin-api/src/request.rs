@@ -8,7 +8,6 @@ use crate::{PluginError, SYSTEM_DB_NAME};
 pub const MAX_SYNC_LIMIT: u32 = 10_000;
 /// Most users one request may carry.
 pub const MAX_USERS_PER_REQUEST: usize = 10_000;
-const MAX_USERNAME_LEN: usize = 150;
 
 /// One user to synchronise. Defaults follow the contract: `db_name` `system.db`, `role_tag`
 /// `user`, `is_active` true.
@@ -115,16 +114,10 @@ impl SyncRequest {
             )));
         }
         for (i, user) in users.iter().enumerate() {
-            if user.username.trim().is_empty() {
+            if crate::validate_username(&user.username).is_err() {
                 return Err(PluginError::invalid(format!(
-                    "users[{i}].username: must not be empty"
-                )));
-            }
-            if user.username.chars().count() > MAX_USERNAME_LEN
-                || user.username.chars().any(char::is_control)
-            {
-                return Err(PluginError::invalid(format!(
-                    "users[{i}].username: at most {MAX_USERNAME_LEN} printable characters"
+                    "users[{i}].username: must be 1 to {} printable characters",
+                    crate::MAX_USERNAME_CHARS
                 )));
             }
         }
@@ -198,7 +191,7 @@ mod tests {
             (r#"{"dry_run":"yes"}"#, "dry_run:"),
             (
                 r#"{"users":[{"username":""}]}"#,
-                "users[0].username: must not be empty",
+                "users[0].username: must be 1 to 150 printable characters",
             ),
             (r#"{"users":[{"email":"x"}]}"#, "users[0]"),
             (

@@ -6,6 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use nebula_core::auth::AuthError;
+use nebula_core::manager::Method;
 use nebula_core::{ManagerError, StorageError};
 use nebula_plugin_api::{ErrorKind, PluginError};
 use serde_json::json;
@@ -97,8 +98,10 @@ impl From<ManagerError> for ApiError {
             ManagerError::NotReady { .. } => ApiError::Unavailable(text),
             ManagerError::Timeout { .. } => ApiError::Timeout(text),
             ManagerError::Panicked { .. } => ApiError::PluginFailed(text),
-            ManagerError::Plugin { source, .. } => match source.kind() {
-                ErrorKind::InvalidInput => ApiError::Invalid(text),
+            // Only a sync has caller input; any other method's "invalid input" is the plugin's
+            // own failure.
+            ManagerError::Plugin { source, method, .. } => match source.kind() {
+                ErrorKind::InvalidInput if method == Method::SyncUsers => ApiError::Invalid(text),
                 ErrorKind::Unavailable => ApiError::BadGateway(text),
                 ErrorKind::Timeout => ApiError::Timeout(text),
                 _ => ApiError::PluginFailed(text),

@@ -8,7 +8,8 @@ use actix_web::{FromRequest, HttpRequest};
 
 use crate::error::ApiError;
 
-/// A `{name}` path segment that is a valid plugin name (checked before any lookup).
+/// A `{name}` path segment that is a valid plugin name (checked before any lookup; an invalid
+/// one answers 404 `plugin 'x' not found`).
 #[derive(Debug, Clone)]
 pub struct PluginName(pub String);
 
@@ -18,10 +19,13 @@ impl FromRequest for PluginName {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let raw = req.match_info().get("name").unwrap_or_default();
+        // A name that cannot exist is simply not found; it never reaches a lookup or a log.
         ready(
             nebula_plugin_api::validate_plugin_name(raw)
                 .map(|()| PluginName(raw.to_owned()))
-                .map_err(ApiError::from),
+                .map_err(|_| {
+                    ApiError::NotFound(format!("plugin '{}' not found", raw.escape_default()))
+                }),
         )
     }
 }

@@ -13,6 +13,7 @@ use nebula_core::auth::{
     hash_password, load_or_generate_secret, Authenticator, RateLimits, Secret, SecretOrigin,
     MIN_PASSWORD_LEN,
 };
+use nebula_core::manager::ManagerSettings;
 use nebula_core::storage::DatabaseLocation;
 use nebula_core::{
     CoreHost, Database, EventBus, IdentityDirectory, LoadedConfig, NebulaConfig, NebulaCore,
@@ -56,9 +57,15 @@ pub fn main_entry() -> ExitCode {
         }
     };
     let code = match cli.command.unwrap_or(Command::Serve) {
-        Command::CreateUser { username, staff } => {
-            runtime.block_on(create_user(&loaded.config, &username, staff))
-        }
+        Command::CreateUser { username, staff } => match read_new_account(&username) {
+            Ok((username, password)) => {
+                runtime.block_on(create_user(&loaded.config, username, password, staff))
+            }
+            Err(message) => {
+                eprintln!("nebula-server: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve => serve(loaded, &runtime),
         Command::ServePlugin {
             name,
@@ -211,30 +218,36 @@ async fn run_http(
     server.run().await
 }
 
-/// `create-user USERNAME [--staff]`: the password is the first line of standard input.
-async fn create_user(config: &NebulaConfig, username: &str, staff: bool) -> ExitCode {
-    let username = username.trim();
-    if username.is_empty()
-        || username.len() > 150
-        || username
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace())
-    {
-        eprintln!("nebula-server: username: expected 1 to 150 characters without spaces");
-        return ExitCode::FAILURE;
-    }
+/// Reads and checks `create-user`'s input before any async work: the username (the shared
+/// username rule, and no spaces in a login name) and the password, the first line of standard
+/// input (blocking I/O, so never on a runtime worker).
+fn read_new_account(username: &str) -> Result<(String, String), String> {
+    let username = nebula_plugin_api::validate_username(username)
+        .ok()
+        .filter(|u| !u.chars().any(char::is_whitespace))
+        .ok_or("username: expected 1 to 150 printable characters without spaces")?;
     let mut line = String::new();
-    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
-        eprintln!("nebula-server: cannot read the password from standard input: {e}");
-        return ExitCode::FAILURE;
-    }
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     if password.chars().count() < MIN_PASSWORD_LEN {
-        eprintln!(
-            "nebula-server: password: at least {MIN_PASSWORD_LEN} characters, read from standard input"
-        );
-        return ExitCode::FAILURE;
+        return Err(format!(
+            "password: at least {MIN_PASSWORD_LEN} characters, read from standard input"
+        ));
     }
+    Ok((username, password))
+}
+
+/// `create-user USERNAME [--staff]`: creates the account or sets its password.
+async fn create_user(
+    config: &NebulaConfig,
+    username: String,
+    password: String,
+    staff: bool,
+) -> ExitCode {
+    let username = username.as_str();
     let db = match Database::open_async(&config.database.url, 1).await {
         Ok(db) => db,
         Err(e) => {
@@ -307,7 +320,8 @@ async fn serve_plugin(
     let host = CoreHost::new(IdentityDirectory::new(db.clone()), EventBus::new(db));
     let mut options = ServeOptions::new(name);
     options.host = Arc::new(host);
-    options.scopes = manifest.declared_scopes();
+    // The same grants as in process: declared ∩ v1 ∩ plugins.grants.
+    options.scopes = ManagerSettings::from_config(&config.plugins).effective_scopes(&manifest);
     options.max_message_bytes = config.server.max_body_bytes;
     options.call_timeout = Duration::from_secs_f64(config.plugins.max_timeout_sec);
     if let Some(var) = token_env {

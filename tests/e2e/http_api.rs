@@ -264,6 +264,24 @@ fn logins_fail_alike_and_are_rate_limited() {
         .unwrap()
         .contains("too many"));
     assert!(limited.retry_after.is_some());
+    // A burst of simultaneous attempts cannot get past the limit: counted before the check.
+    let burst: Vec<_> = (0..20)
+        .map(|i| {
+            let base = server.base.clone();
+            std::thread::spawn(move || {
+                let body = json!({"username": "burst", "password": format!("guess-{i}")});
+                match ureq::post(&format!("{base}/auth/login")).send_json(body) {
+                    Ok(r) => r.status(),
+                    Err(ureq::Error::Status(code, _)) => code,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = burst.into_iter().map(|t| t.join().unwrap()).collect();
+    let tried = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(tried, 5, "exactly the allowance is tried: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 15);
     // Bad bodies are 422, never 5xx.
     let bad = server.request("POST", "/auth/login", &[], Some(b"{\"username\":1}"));
     assert_eq!(bad.status, 422);
@@ -318,8 +336,8 @@ fn bad_input_gets_its_status_and_a_json_detail_never_a_5xx() {
             "POST",
             "/system/plugins/a/sync-users",
             "{}".into(),
-            422,
-            "invalid plugin name",
+            404,
+            "plugin 'a' not found",
         ),
         (
             "POST",

@@ -168,3 +168,50 @@ async fn real_runs_create_update_fail_per_item_emit_events_and_persist() {
     );
     core.shutdown().await;
 }
+
+#[tokio::test]
+async fn without_events_emit_granted_a_real_run_still_syncs_and_reports_every_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config_in(dir.path());
+    config.plugins.grants.insert(
+        "sample_sync".into(),
+        vec!["users.write".into(), "identity_tags.write".into()],
+    );
+    let core = nebula_core::NebulaCore::builder()
+        .config(config)
+        .build()
+        .await
+        .unwrap();
+    let rec = core.plugins().record("sample_sync").unwrap();
+    assert_eq!(rec.scopes, vec!["users.write", "identity_tags.write"]);
+    let answer = core
+        .plugins()
+        .sync_users(
+            "sample_sync",
+            SyncRequest {
+                dry_run: false,
+                users: Some(vec![user("ann", "acme", "dev")]),
+                limit: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer["status"].as_str(), answer["created"].as_u64()),
+        (Some("ok"), Some(1))
+    );
+    assert!(core
+        .events()
+        .list("plugin.sample_sync.", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(core.directory().list_roles().await.unwrap().is_empty());
+    let logs = core.logs().tail("sample_sync", 10);
+    assert!(
+        logs.iter()
+            .any(|l| l.message.contains("sync.started not emitted")),
+        "{logs:?}"
+    );
+    core.shutdown().await;
+}

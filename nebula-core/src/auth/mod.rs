@@ -20,6 +20,9 @@ pub use session::{IssuedSession, SessionCodec};
 use crate::accounts::{Account, AccountStore};
 use crate::storage::StorageError;
 
+/// Password checks allowed at once (each holds ~19 MiB of argon2 memory).
+const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 4;
+
 /// Why authentication failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -72,6 +75,8 @@ struct Inner {
     sessions: SessionCodec,
     accounts: AccountStore,
     limiter: LoginLimiter,
+    /// Bounds concurrent password checks.
+    hashing: tokio::sync::Semaphore,
     /// Verified against when the user does not exist, so both paths cost one argon2 check.
     decoy_hash: String,
 }
@@ -101,6 +106,7 @@ impl Authenticator {
                 sessions: SessionCodec::new(session_key, session_ttl),
                 accounts,
                 limiter: LoginLimiter::new(limits),
+                hashing: tokio::sync::Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS),
                 decoy_hash,
             }),
         })
@@ -128,21 +134,24 @@ impl Authenticator {
         client: Option<IpAddr>,
     ) -> Result<IssuedSession, AuthError> {
         let inner = &self.inner;
-        inner.limiter.check(username, client)?;
+        inner.limiter.attempt(username, client)?;
         let account = inner.accounts.by_username(username).await?;
         let hash = account
             .as_ref()
             .map_or(inner.decoy_hash.clone(), |a| a.password_hash.clone());
+        // argon2 takes ~19 MiB per check: bound how many run at once.
+        let _permit = inner
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| AuthError::Hashing(e.to_string()))?;
         let password_ok = verify_password_blocking(password.to_owned(), hash).await?;
         match account {
             Some(a) if password_ok && a.is_active && a.is_staff => {
-                inner.limiter.succeeded(username);
+                inner.limiter.succeeded(username, client);
                 Ok(inner.sessions.issue(&a))
             }
-            _ => {
-                inner.limiter.failed(username, client);
-                Err(AuthError::InvalidCredentials)
-            }
+            _ => Err(AuthError::InvalidCredentials),
         }
     }
 
@@ -175,11 +184,6 @@ impl Authenticator {
     /// The session lifetime.
     pub fn session_ttl(&self) -> Duration {
         self.inner.sessions.ttl()
-    }
-
-    /// Issues a session for an account without a password check (tests and tools only).
-    pub fn issue_session_for(&self, account: &Account) -> IssuedSession {
-        self.inner.sessions.issue(account)
     }
 }
 

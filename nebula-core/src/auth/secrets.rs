@@ -8,8 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
-/// A secret string whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret string whose `Debug` never shows it (and that has no `PartialEq`: compare
+/// secrets in constant time, as the authenticator does).
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {
@@ -56,10 +57,11 @@ pub fn load_or_generate_secret(
     }
     match std::fs::read_to_string(file) {
         Ok(text) if !text.trim().is_empty() => {
+            warn_if_readable_by_others(file);
             return Ok((
                 Secret(text.trim().to_owned()),
                 SecretOrigin::File(file.to_path_buf()),
-            ))
+            ));
         }
         Ok(_) => {
             // An empty file is useless; replace it below.
@@ -100,6 +102,25 @@ pub fn load_or_generate_secret(
     }
 }
 
+/// A secret file others can read is still used (refusing would lock the admin out), but
+/// loudly.
+fn warn_if_readable_by_others(file: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(file) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    file = %file.display(),
+                    mode = format!("{mode:o}"),
+                    "secret file is readable by other users; run chmod 600 on it"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,7 +140,8 @@ mod tests {
         assert_eq!(o1, SecretOrigin::Generated(file.clone()));
         assert_eq!(s1.expose().len(), 43);
         let (s2, o2) = load_or_generate_secret("T", None, &file).unwrap();
-        assert_eq!((s1.clone(), o2), (s2, SecretOrigin::File(file.clone())));
+        assert_eq!(s1.expose(), s2.expose());
+        assert_eq!(o2, SecretOrigin::File(file.clone()));
         assert_eq!(format!("{s1:?}"), "Secret(<redacted>)");
         #[cfg(unix)]
         {

@@ -19,13 +19,22 @@ use crate::storage::unix_now;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// A freshly issued session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A freshly issued session. Its `Debug` hides the value.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IssuedSession {
     /// The cookie value.
     pub value: String,
     /// Lifetime, for the cookie's `Max-Age`.
     pub max_age: Duration,
+}
+
+impl std::fmt::Debug for IssuedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedSession")
+            .field("value", &"<redacted>")
+            .field("max_age", &self.max_age)
+            .finish()
+    }
 }
 
 /// The parsed, not yet verified, content of a cookie.

@@ -19,6 +19,7 @@ mod stats;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -178,10 +179,11 @@ impl ManagerSettings {
         }
     }
 
-    /// declared ∩ v1 ∩ granted.
-    fn effective_scopes(&self, descriptor: &PluginDescriptor) -> ScopeSet {
-        let declared = descriptor.manifest.declared_scopes();
-        match self.grants.get(&descriptor.manifest.name) {
+    /// The scopes a plugin gets: declared ∩ v1 ∩ granted (`plugins.grants`; a plugin not
+    /// named there keeps what it declares).
+    pub fn effective_scopes(&self, manifest: &nebula_plugin_api::PluginManifest) -> ScopeSet {
+        let declared = manifest.declared_scopes();
+        match self.grants.get(&manifest.name) {
             Some(granted) => declared.intersection(granted),
             None => declared,
         }
@@ -194,8 +196,11 @@ struct PluginSlot {
     state: Mutex<SlotState>,
     /// Serialises start/stop/restart/rescan of this plugin.
     lifecycle: tokio::sync::Mutex<()>,
-    /// Held for the whole of a real (non-dry-run) sync.
-    real_sync: tokio::sync::Mutex<()>,
+    /// Held for the whole of a real (non-dry-run) sync, by the task running it: a timed-out
+    /// call releases it only when its task has really ended.
+    real_sync: Arc<tokio::sync::Mutex<()>>,
+    /// Set when a rescan dropped the plugin: nothing may start it again.
+    removed: AtomicBool,
 }
 
 struct SlotState {
@@ -261,7 +266,8 @@ impl PluginSlot {
                 stats: CallStats::default(),
             }),
             lifecycle: tokio::sync::Mutex::new(()),
-            real_sync: tokio::sync::Mutex::new(()),
+            real_sync: Arc::new(tokio::sync::Mutex::new(())),
+            removed: AtomicBool::new(false),
         }
     }
 
@@ -283,6 +289,20 @@ impl PluginSlot {
 
     fn record(&self) -> PluginRecord {
         self.state.lock().record.clone()
+    }
+
+    /// Refuses lifecycle operations on a plugin that cannot be loaded at all.
+    fn loadable(&self) -> Result<(), ManagerError> {
+        let st = self.state.lock();
+        if st.descriptor.is_some() {
+            Ok(())
+        } else {
+            Err(ManagerError::NotReady {
+                name: self.name.clone(),
+                status: st.record.status,
+                error: st.record.error.clone(),
+            })
+        }
     }
 
     /// Takes the current instance out of the slot; outcomes of its calls still in flight are
@@ -313,10 +333,17 @@ where
         ))),
         Err(_) => {
             handle.abort();
+            // Give the cancelled task a moment to be dropped, so what it holds (the real-sync
+            // gate) is released before we answer. A plugin that blocks its thread cannot be
+            // cancelled: its task keeps what it holds until it really ends.
+            let _ = tokio::time::timeout(ABORT_GRACE, handle).await;
             Err(CallFailure::TimedOut(limit))
         }
     }
 }
+
+/// How long a timed-out call waits for its cancelled task to be dropped.
+const ABORT_GRACE: Duration = Duration::from_millis(100);
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -347,10 +374,11 @@ pub struct PluginManager {
     settings: ManagerSettings,
     host: Arc<dyn Host>,
     store: PluginStateStore,
-    events: EventBus,
     providers: Vec<Arc<dyn PluginProvider>>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
     rescan_lock: tokio::sync::Mutex<()>,
+    /// State-change events, stored in order by one task.
+    state_events: tokio::sync::mpsc::UnboundedSender<(String, serde_json::Value)>,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -363,12 +391,23 @@ impl std::fmt::Debug for PluginManager {
 
 impl PluginManager {
     /// A manager with no plugins loaded yet; call [`PluginManager::rescan`] to load them.
+    /// Must be called inside a tokio runtime (it starts the task that stores state events).
     pub fn new(parts: ManagerParts) -> Self {
+        let (state_events, mut queue) =
+            tokio::sync::mpsc::unbounded_channel::<(String, serde_json::Value)>();
+        let events = parts.events.clone();
+        tokio::spawn(async move {
+            while let Some((name, payload)) = queue.recv().await {
+                if let Err(e) = events.publish(&name, payload).await {
+                    tracing::warn!(event = %name, error = %e, "could not store plugin state event");
+                }
+            }
+        });
         PluginManager {
+            state_events,
             settings: parts.settings,
             host: parts.host,
             store: PluginStateStore::new(parts.database),
-            events: parts.events,
             providers: parts.providers,
             slots: RwLock::new(BTreeMap::new()),
             rescan_lock: tokio::sync::Mutex::new(()),
@@ -441,17 +480,19 @@ impl PluginManager {
     ) -> Result<JsonObject, ManagerError> {
         let slot = self.slot(name)?;
         slot.ready()?;
-        let _exclusive = if request.dry_run {
+        let exclusive = if request.dry_run {
             None
         } else {
             Some(
                 slot.real_sync
-                    .try_lock()
+                    .clone()
+                    .try_lock_owned()
                     .map_err(|_| ManagerError::SyncInProgress(name.to_owned()))?,
             )
         };
         let (result, ticket) = self
             .call(&slot, Method::SyncUsers, move |p| async move {
+                let _exclusive = exclusive;
                 p.sync_users(request).await
             })
             .await?;
@@ -530,13 +571,11 @@ impl PluginManager {
         };
         if let Some((status, payload)) = changed {
             tracing::info!(plugin = %slot.name, %status, "plugin state changed");
-            let events = self.events.clone();
             let name = format!("system.plugin.{}.{}", slot.name, status);
-            tokio::spawn(async move {
-                if let Err(e) = events.publish(&name, payload).await {
-                    tracing::warn!(event = %name, error = %e, "could not store plugin state event");
-                }
-            });
+            // One queue, drained by one task: the stored history keeps the order of changes.
+            if self.state_events.send((name, payload)).is_err() {
+                tracing::warn!(plugin = %slot.name, "state event queue closed; event not stored");
+            }
         }
     }
 
@@ -544,6 +583,9 @@ impl PluginManager {
     /// holds the slot's lifecycle lock.
     async fn reinitialize_locked(&self, slot: &PluginSlot) {
         self.retire(slot).await;
+        if slot.removed.load(Ordering::SeqCst) {
+            return;
+        }
         let (descriptor, scopes) = {
             let st = slot.state.lock();
             (st.descriptor.clone(), st.scopes.clone())
@@ -636,6 +678,7 @@ impl PluginManager {
     pub async fn start(&self, name: &str) -> Result<PluginRecord, ManagerError> {
         let slot = self.slot(name)?;
         let _life = slot.lifecycle.lock().await;
+        slot.loadable()?;
         self.store.set_enabled(name, true).await?;
         self.observe(&slot, None, Observation::Enabled);
         let running = slot.state.lock().instance.is_some();
@@ -658,6 +701,7 @@ impl PluginManager {
     pub async fn restart(&self, name: &str) -> Result<PluginRecord, ManagerError> {
         let slot = self.slot(name)?;
         let _life = slot.lifecycle.lock().await;
+        slot.loadable()?;
         if !slot.state.lock().record.enabled {
             return Err(ManagerError::Disabled(name.to_owned()));
         }
@@ -755,6 +799,14 @@ impl PluginManager {
             }
             PolicyAction::Disable(reason) => {
                 let _life = slot.lifecycle.lock().await;
+                let still = {
+                    let st = slot.state.lock();
+                    st.record
+                        .policy(st.instance.is_some(), self.settings.thresholds())
+                };
+                if !matches!(still, PolicyAction::Disable(_)) {
+                    return;
+                }
                 tracing::error!(plugin = %slot.name, %reason, "disabling plugin");
                 if let Err(e) = self.store.set_enabled(&slot.name, false).await {
                     tracing::error!(plugin = %slot.name, error = %e, "could not persist the disabled flag");
@@ -793,7 +845,6 @@ impl PluginManager {
         let discovery = tokio::task::spawn_blocking(move || discover_all(&providers))
             .await
             .map_err(|e| StorageError::Task(e.to_string()))?;
-        let disabled = self.store.disabled().await?;
         for refused in &discovery.refused {
             tracing::error!(origin = %refused.origin, error = %refused.message, "plugin refused");
         }
@@ -816,11 +867,11 @@ impl PluginManager {
                 .collect();
             for name in stale {
                 if let Some(slot) = slots.remove(&name) {
-                    removed.push(slot);
+                    removed.push((slot, true));
                 }
             }
             for (name, descriptor) in &discovery.plugins {
-                let scopes = self.settings.effective_scopes(descriptor);
+                let scopes = self.settings.effective_scopes(&descriptor.manifest);
                 let slot = slots
                     .entry(name.clone())
                     .or_insert_with(|| {
@@ -842,7 +893,7 @@ impl PluginManager {
                     st.record.scopes = scopes.names();
                     st.scopes = scopes;
                 }
-                to_start.push((slot, disabled.contains(name)));
+                to_start.push(slot);
             }
             for refused in &discovery.refused {
                 let Some(name) = &refused.name else { continue };
@@ -851,7 +902,7 @@ impl PluginManager {
                     .or_insert_with(|| Arc::new(PluginSlot::new(name, None, ScopeSet::empty())))
                     .clone();
                 slot.state.lock().descriptor = None;
-                removed.push(slot.clone());
+                removed.push((slot.clone(), false));
                 self.observe(
                     &slot,
                     None,
@@ -862,15 +913,26 @@ impl PluginManager {
             }
         }
 
-        let shutdowns = removed.iter().map(|slot| async move {
+        let shutdowns = removed.iter().map(|(slot, gone)| async move {
             let _life = slot.lifecycle.lock().await;
+            if *gone {
+                slot.removed.store(true, Ordering::SeqCst);
+            }
             self.retire(slot).await;
         });
         futures::future::join_all(shutdowns).await;
 
-        let starts = to_start.iter().map(|(slot, is_disabled)| async move {
+        let starts = to_start.iter().map(|slot| async move {
             let _life = slot.lifecycle.lock().await;
-            if *is_disabled {
+            // Read under the lock: a stop or start that landed during the rescan wins.
+            let is_disabled = match self.store.is_disabled(&slot.name).await {
+                Ok(disabled) => disabled,
+                Err(e) => {
+                    tracing::error!(plugin = %slot.name, error = %e, "cannot read the enabled flag; leaving the plugin as it is");
+                    return;
+                }
+            };
+            if is_disabled {
                 self.disable(slot, "disabled".into()).await;
             } else {
                 self.reinitialize_locked(slot).await;

@@ -309,7 +309,6 @@ impl PluginRecord {
                 self.status = PluginStatus::Degraded;
                 self.error = format!("health reported: {message}");
                 self.message = message;
-                self.consecutive_timeouts = 0;
                 self.consecutive_health_failures += 1;
             }
             Observation::CallSucceeded => {
@@ -327,9 +326,9 @@ impl PluginRecord {
                 }
             }
             Observation::Failed { method, failure } => {
-                // A caller's bad input says nothing about the plugin; a failed initialise
-                // always does (there is no instance afterwards).
-                if method != Method::Initialize && !failure.counts_against_plugin() {
+                // A caller's bad sync input says nothing about the plugin; every other failure
+                // does (health has no input; a failed initialise leaves no instance).
+                if method == Method::SyncUsers && !failure.counts_against_plugin() {
                     return;
                 }
                 self.error = failure.describe(method);

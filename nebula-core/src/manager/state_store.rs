@@ -1,7 +1,5 @@
 //! The persisted enabled/disabled flag of each plugin.
 
-use std::collections::BTreeSet;
-
 use diesel::prelude::*;
 
 use crate::storage::schema::plugin_state;
@@ -14,23 +12,27 @@ pub(crate) struct PluginStateStore {
 }
 
 impl PluginStateStore {
+    /// A store over `db`.
     pub fn new(db: Database) -> Self {
         PluginStateStore { db }
     }
 
-    /// Names of plugins an admin or policy disabled.
-    pub async fn disabled(&self) -> Result<BTreeSet<String>, StorageError> {
+    /// Whether an admin or policy disabled `name`.
+    pub async fn is_disabled(&self, name: &str) -> Result<bool, StorageError> {
+        let name = name.to_owned();
         self.db
-            .read(|conn| {
-                let names = plugin_state::table
-                    .filter(plugin_state::enabled.eq(false))
-                    .select(plugin_state::name)
-                    .load::<String>(conn)?;
-                Ok(names.into_iter().collect())
+            .read(move |conn| {
+                let enabled = plugin_state::table
+                    .filter(plugin_state::name.eq(&name))
+                    .select(plugin_state::enabled)
+                    .first::<bool>(conn)
+                    .optional()?;
+                Ok(enabled == Some(false))
             })
             .await
     }
 
+    /// Persists the flag.
     pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), StorageError> {
         let name = name.to_owned();
         self.db

@@ -11,7 +11,7 @@ use crate::state::AppState;
 
 const MAX_USERS_PAGE: u64 = 2000;
 
-pub async fn users(
+pub(crate) async fn users(
     state: web::Data<AppState>,
     _caller: Caller,
     mut query: QueryParams,
@@ -33,7 +33,10 @@ pub async fn users(
     })))
 }
 
-pub async fn roles(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn roles(
+    state: web::Data<AppState>,
+    _caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let directory = state.core.directory().clone();
     let roles = state
         .on_core(async move { directory.list_roles().await })

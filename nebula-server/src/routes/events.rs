@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::extract::QueryParams;
 use crate::state::AppState;
 
-pub async fn list(
+pub(crate) async fn list(
     state: web::Data<AppState>,
     _caller: Caller,
     mut query: QueryParams,

@@ -11,11 +11,14 @@ use crate::error::ApiError;
 use crate::extract::{PluginName, QueryParams};
 use crate::state::AppState;
 
-pub async fn list(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
+pub(crate) async fn list(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "plugins": state.core.plugins().list() }))
 }
 
-pub async fn rescan(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn rescan(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     tracing::info!(caller = %caller.describe(), "rescan requested");
     let plugins = state.core.plugins().clone();
     let records = state
@@ -24,7 +27,7 @@ pub async fn rescan(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(json!({ "status": "ok", "plugins": records })))
 }
 
-pub async fn health(
+pub(crate) async fn health(
     state: web::Data<AppState>,
     _caller: Caller,
     name: PluginName,
@@ -43,7 +46,7 @@ pub async fn health(
     Ok(HttpResponse::build(status).json(json!({ "plugin": name.0, "health": health })))
 }
 
-pub async fn sync_users(
+pub(crate) async fn sync_users(
     state: web::Data<AppState>,
     caller: Caller,
     name: PluginName,
@@ -72,7 +75,7 @@ struct ActionBody {
     action: String,
 }
 
-pub async fn action(
+pub(crate) async fn action(
     state: web::Data<AppState>,
     caller: Caller,
     name: PluginName,
@@ -107,7 +110,7 @@ pub async fn action(
     Ok(HttpResponse::Ok().json(json!({ "plugin": name.0, "result": { "status": status } })))
 }
 
-pub async fn stats(
+pub(crate) async fn stats(
     state: web::Data<AppState>,
     _caller: Caller,
     name: PluginName,
@@ -115,7 +118,7 @@ pub async fn stats(
     Ok(HttpResponse::Ok().json(state.core.plugins().stats(&name.0)?))
 }
 
-pub async fn logs(
+pub(crate) async fn logs(
     state: web::Data<AppState>,
     _caller: Caller,
     name: PluginName,

@@ -9,7 +9,7 @@ use crate::auth::SESSION_COOKIE;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn healthz() -> HttpResponse {
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
@@ -20,7 +20,7 @@ struct LoginBody {
     password: String,
 }
 
-pub async fn login(
+pub(crate) async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
@@ -34,8 +34,11 @@ pub async fn login(
     let session = state
         .on_core(async move { auth.login(&who, &password, client).await })
         .await?
-        .inspect_err(|e| tracing::warn!(username = %username, error = %e, "login refused"))?;
-    tracing::info!(username = %username, "staff login");
+        // Refused names are often mistyped passwords: log only a short, escaped prefix.
+        .inspect_err(
+            |e| tracing::warn!(username = %log_safe(&username), error = %e, "login refused"),
+        )?;
+    tracing::info!(username = %log_safe(&username), "staff login");
     let max_age = i64::try_from(session.max_age.as_secs()).unwrap_or(i64::MAX);
     let cookie = Cookie::build(SESSION_COOKIE, session.value)
         .http_only(true)
@@ -49,7 +52,7 @@ pub async fn login(
         .json(json!({ "status": "ok", "username": username, "expires_in": max_age })))
 }
 
-pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn logout(state: web::Data<AppState>) -> HttpResponse {
     let mut cookie = Cookie::build(SESSION_COOKIE, "")
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -60,4 +63,15 @@ pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .cookie(cookie)
         .json(json!({ "status": "ok" }))
+}
+
+/// A username as it may appear in logs: at most 32 characters, control characters escaped.
+fn log_safe(username: &str) -> String {
+    let short: String = username.chars().take(32).collect();
+    let suffix = if username.chars().count() > 32 {
+        "…"
+    } else {
+        ""
+    };
+    format!("{}{suffix}", short.escape_default())
 }
