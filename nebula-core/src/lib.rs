@@ -17,6 +17,8 @@
 //! [`NebulaCore`] owns the storage pool, the [`IdentityDirectory`], the [`EventBus`] and the
 //! [`PluginManager`]; each is cheap to clone or share and safe to use from many tasks.
 
+#![warn(missing_docs)]
+
 pub mod accounts;
 pub mod auth;
 pub mod config;

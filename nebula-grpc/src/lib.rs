@@ -10,6 +10,8 @@
 //! This crate depends on the plugin API only (not on the engine), so an external Rust plugin
 //! binary pulls in no database code.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod convert;
 pub mod endpoint;

@@ -36,6 +36,8 @@
 //! `initialize`. The context checks the plugin's granted scopes and validates its arguments, then
 //! forwards to a [`Host`] trait object, so the same plugin runs against any host.
 
+#![warn(missing_docs)]
+
 mod context;
 mod error;
 mod identity;

@@ -4,6 +4,8 @@
 //! (`error.rs`, the one mapping). Authentication is one middleware on `/system` (`auth.rs`);
 //! the route table is one function (`routes/mod.rs`).
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -5,6 +5,8 @@
 //! never aborts the batch. When the request carries no users, two demo users (tenant `demo.db`)
 //! are used, so a bare call shows something useful.
 
+#![warn(missing_docs)]
+
 use std::sync::OnceLock;
 
 use nebula_plugin_api::serde_json::{json, Value};

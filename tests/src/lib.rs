@@ -4,6 +4,8 @@
 //! binaries and the `nebula-server-faults` load-test binary (feature `fault-plugins`) link: the
 //! shipped `nebula-server` never sees them. Each is named for what it does wrong.
 
+#![warn(missing_docs)]
+
 use nebula_plugin_api::{
     async_trait, json_object, register_plugin, JsonObject, Plugin, PluginContext, PluginError,
     SyncRequest,
