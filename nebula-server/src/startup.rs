@@ -89,7 +89,9 @@ fn init_tracing() {
 /// The engine (and every plugin call) runs on its own multi-threaded runtime, apart from the
 /// single-threaded actix workers.
 fn engine_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    // At least 4 workers: a plugin that wrongly blocks its thread holds a worker until it
+    // returns, and the others must keep timers, the monitor and the other plugins going.
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("nebula-engine")
