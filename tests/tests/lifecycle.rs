@@ -170,6 +170,11 @@ async fn a_plugin_that_hangs_forever_goes_unresponsive_is_restarted_then_disable
     // The disabled flag survives a restart of the engine; an admin start resets the budget.
     let (core, _) = engine(dir.path(), Fault::HangForever).await;
     assert_eq!(rec(&core).status, Disabled);
+    assert!(
+        rec(&core).message.starts_with("disabled by policy:"),
+        "the reason survives: {}",
+        rec(&core).message
+    );
     let r = core.plugins().start(FAULTY).await.unwrap();
     assert_eq!(
         (r.status, r.auto_restarts, r.enabled),

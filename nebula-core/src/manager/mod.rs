@@ -679,7 +679,7 @@ impl PluginManager {
         let slot = self.slot(name)?;
         let _life = slot.lifecycle.lock().await;
         slot.loadable()?;
-        self.store.set_enabled(name, true).await?;
+        self.store.set_enabled(name, true, "").await?;
         self.observe(&slot, None, Observation::Enabled);
         let running = slot.state.lock().instance.is_some();
         if !running {
@@ -692,8 +692,9 @@ impl PluginManager {
     pub async fn stop(&self, name: &str) -> Result<PluginRecord, ManagerError> {
         let slot = self.slot(name)?;
         let _life = slot.lifecycle.lock().await;
-        self.store.set_enabled(name, false).await?;
-        self.disable(&slot, "stopped by admin".into()).await;
+        let reason = "stopped by admin";
+        self.store.set_enabled(name, false, reason).await?;
+        self.disable(&slot, reason.into()).await;
         Ok(slot.record())
     }
 
@@ -808,11 +809,11 @@ impl PluginManager {
                     return;
                 }
                 tracing::error!(plugin = %slot.name, %reason, "disabling plugin");
-                if let Err(e) = self.store.set_enabled(&slot.name, false).await {
+                let message = format!("disabled by policy: {reason}");
+                if let Err(e) = self.store.set_enabled(&slot.name, false, &message).await {
                     tracing::error!(plugin = %slot.name, error = %e, "could not persist the disabled flag");
                 }
-                self.disable(slot, format!("disabled by policy: {reason}"))
-                    .await;
+                self.disable(slot, message).await;
             }
         }
     }
@@ -925,15 +926,16 @@ impl PluginManager {
         let starts = to_start.iter().map(|slot| async move {
             let _life = slot.lifecycle.lock().await;
             // Read under the lock: a stop or start that landed during the rescan wins.
-            let is_disabled = match self.store.is_disabled(&slot.name).await {
+            let disabled = match self.store.disabled_reason(&slot.name).await {
                 Ok(disabled) => disabled,
                 Err(e) => {
                     tracing::error!(plugin = %slot.name, error = %e, "cannot read the enabled flag; leaving the plugin as it is");
                     return;
                 }
             };
-            if is_disabled {
-                self.disable(slot, "disabled".into()).await;
+            if let Some(reason) = disabled {
+                // The stored reason, so "disabled by policy: …" survives a server restart.
+                self.disable(slot, reason).await;
             } else {
                 self.reinitialize_locked(slot).await;
             }

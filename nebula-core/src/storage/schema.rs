@@ -48,6 +48,7 @@ diesel::table! {
         name -> Text,
         enabled -> Bool,
         updated_at -> Double,
+        reason -> Text,
     }
 }
 
