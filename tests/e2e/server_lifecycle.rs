@@ -160,6 +160,10 @@ fn data_survives_a_graceful_restart() {
         list.body["plugins"][0]["status"], "disabled",
         "stop survives a restart"
     );
+    assert_eq!(
+        list.body["plugins"][0]["message"], "stopped by admin",
+        "and so does why"
+    );
     let events = server.get("/system/events?prefix=plugin.sample_sync.");
     assert_eq!(events.body["events"].as_array().unwrap().len(), 2);
 }
