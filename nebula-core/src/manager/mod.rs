@@ -768,25 +768,15 @@ impl PluginManager {
             // The outcome is recorded by `health_of`; the monitor only reads the record.
             let _ = self.health_of(slot).await;
         }
-        let action = {
-            let st = slot.state.lock();
-            st.record
-                .policy(st.instance.is_some(), self.settings.thresholds())
-        };
-        match action {
+        if self.policy_of(slot) == PolicyAction::Keep {
+            return;
+        }
+        let _life = slot.lifecycle.lock().await;
+        // Decide again under the lock: an admin may have stopped, started or restarted the
+        // plugin while we waited, and the answer must be about what is there now.
+        match self.policy_of(slot) {
             PolicyAction::Keep => {}
             PolicyAction::Restart(reason) => {
-                let _life = slot.lifecycle.lock().await;
-                // An admin may have stopped or restarted it while we waited for the lock:
-                // decide again on what is there now.
-                let still = {
-                    let st = slot.state.lock();
-                    st.record
-                        .policy(st.instance.is_some(), self.settings.thresholds())
-                };
-                if !matches!(still, PolicyAction::Restart(_)) {
-                    return;
-                }
                 tracing::warn!(plugin = %slot.name, %reason, "restarting plugin");
                 self.reinitialize_locked(slot).await;
                 self.observe(
@@ -799,15 +789,6 @@ impl PluginManager {
                 );
             }
             PolicyAction::Disable(reason) => {
-                let _life = slot.lifecycle.lock().await;
-                let still = {
-                    let st = slot.state.lock();
-                    st.record
-                        .policy(st.instance.is_some(), self.settings.thresholds())
-                };
-                if !matches!(still, PolicyAction::Disable(_)) {
-                    return;
-                }
                 tracing::error!(plugin = %slot.name, %reason, "disabling plugin");
                 let message = format!("disabled by policy: {reason}");
                 if let Err(e) = self.store.set_enabled(&slot.name, false, &message).await {
@@ -816,6 +797,13 @@ impl PluginManager {
                 self.disable(slot, message).await;
             }
         }
+    }
+
+    /// What the policy says about the slot as it is now.
+    fn policy_of(&self, slot: &PluginSlot) -> PolicyAction {
+        let st = slot.state.lock();
+        st.record
+            .policy(st.instance.is_some(), self.settings.thresholds())
     }
 
     /// Runs [`check_all`](Self::check_all) every `health_interval` until the manager is

@@ -83,21 +83,7 @@ impl Server {
 
     /// Starts `cmd` and waits for its start-up line.
     pub fn spawn(cmd: &mut Command, dir: &Path) -> Server {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nebula-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server printed its start-up line");
+        let (child, line) = spawn_until_first_line(cmd.stderr(Stdio::null()));
         let base = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -200,6 +186,26 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `cmd` and waits (up to 60 s) for the first line it prints: the address it listens on.
+/// Later output keeps being drained so the child never blocks on a full pipe.
+fn spawn_until_first_line(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{cmd:?} printed no start-up line"));
+    (child, line)
 }
 
 /// Sends `signal` to a child this test owns and waits (bounded) for it to exit.
@@ -334,21 +340,7 @@ impl Peer {
     }
 
     fn spawn(cmd: &mut Command) -> Peer {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("peer printed its endpoint");
+        let (child, line) = spawn_until_first_line(cmd.stderr(Stdio::inherit()));
         let endpoint = line
             .split_whitespace()
             .last()
