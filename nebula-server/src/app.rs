@@ -10,6 +10,7 @@ use actix_web::{web, App, Resource};
 
 use crate::auth::require_staff;
 use crate::error::ApiError;
+use crate::extract::BodyLimit;
 use crate::routes::{public_routes, system_routes, RouteEntry};
 use crate::state::AppState;
 
@@ -34,7 +35,7 @@ pub fn app(
 
     let mut app = App::new()
         .app_data(web::Data::new(state))
-        .app_data(web::PayloadConfig::new(max_body_bytes))
+        .app_data(BodyLimit(max_body_bytes))
         .service(system);
     for resource in resources(public_routes()) {
         app = app.service(resource);

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 /// Nebula Core: the plugin host for user, role and identity-tag sync.
 #[derive(Debug, Parser)]
-#[command(name = "nebula-server", version, about)]
+#[command(name = "nebula-server", version)]
 pub struct Cli {
     /// Configuration file (TOML). Default: $NEBULA_CONFIG, else ./nebula.toml if present.
     #[arg(long, global = true, value_name = "FILE")]

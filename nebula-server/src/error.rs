@@ -23,6 +23,12 @@ pub enum ApiError {
     /// Unknown plugin or route (404).
     #[error("{0}")]
     NotFound(String),
+    /// The body was not received in time (408).
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The body is over `server.max_body_bytes` (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// Invalid body, query or path (422); the text names the field.
     #[error("{0}")]
     Invalid(String),
@@ -68,6 +74,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PluginFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

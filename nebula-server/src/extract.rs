@@ -2,9 +2,14 @@
 
 use std::collections::HashMap;
 use std::future::{ready, Ready};
+use std::time::Duration;
 
 use actix_web::dev::Payload;
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web::{FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
+use futures::StreamExt;
 
 use crate::error::ApiError;
 
@@ -109,5 +114,63 @@ impl QueryParams {
                 first.escape_default()
             ))),
         }
+    }
+}
+
+/// The largest request body, set once on the app (`server.max_body_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// How long a client may take to send its whole body. The header timeout is actix's
+/// (`client_request_timeout`); this bounds a body trickled in slowly.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request body, read with the size limit (413) and the time limit (408).
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl FromRequest for Body {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req.app_data::<BodyLimit>().map_or(8 * 1024 * 1024, |l| l.0);
+        let too_large = move || {
+            ApiError::PayloadTooLarge(format!(
+                "body larger than server.max_body_bytes ({limit} bytes)"
+            ))
+        };
+        // A declared length over the limit is refused before reading a byte.
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Box::pin(ready(Err(too_large())));
+        }
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let read = async {
+                let mut body = BytesMut::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk =
+                        chunk.map_err(|e| ApiError::Invalid(format!("invalid body: {e}")))?;
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Body(body.freeze()))
+            };
+            tokio::time::timeout(BODY_TIMEOUT, read)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::RequestTimeout(format!(
+                        "body not received within {} s",
+                        BODY_TIMEOUT.as_secs()
+                    )))
+                })
+        })
     }
 }

@@ -261,3 +261,35 @@ fn a_client_that_never_finishes_its_headers_is_cut_off_while_others_are_served()
     );
     assert!(waited < Duration::from_secs(15), "cut off after {waited:?}");
 }
+
+#[test]
+fn a_body_trickled_in_too_slowly_gets_408_with_a_json_detail() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /system/plugins/sample_sync/sync-users HTTP/1.1\r\nHost: x\r\n\
+         X-Nebula-Token: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"dry",
+        server.token()
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(server.request("GET", "/healthz", &[], None).status, 200);
+    let mut answer = vec![0u8; 4096];
+    let n = slow.read(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.contains(r#"{"detail":"body not received within 10 s"}"#),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{PluginName, QueryParams};
+use crate::extract::{Body, PluginName, QueryParams};
 use crate::state::AppState;
 
 pub(crate) async fn list(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
@@ -50,7 +50,7 @@ pub(crate) async fn sync_users(
     state: web::Data<AppState>,
     caller: Caller,
     name: PluginName,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
     // An empty body means "all defaults": a dry run.
     let request = if body.iter().all(u8::is_ascii_whitespace) {
@@ -79,7 +79,7 @@ pub(crate) async fn action(
     state: web::Data<AppState>,
     caller: Caller,
     name: PluginName,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
     let parsed: ActionBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Invalid(format!("invalid body: {e}")))?;

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::auth::SESSION_COOKIE;
 use crate::error::ApiError;
+use crate::extract::Body;
 use crate::state::AppState;
 
 pub(crate) async fn healthz() -> HttpResponse {
@@ -23,7 +24,7 @@ struct LoginBody {
 pub(crate) async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
     let LoginBody { username, password } = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Invalid(format!("invalid body: {e}")))?;
