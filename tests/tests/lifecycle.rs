@@ -155,7 +155,12 @@ async fn a_plugin_that_hangs_forever_goes_unresponsive_is_restarted_then_disable
     assert_eq!(calls.health.load(Ordering::SeqCst), health_calls);
 
     // The state history is in the events.
-    let names = wait_for_events(&core, "system.plugin.faulty.", 5).await;
+    // The queue is drained in the background: wait until the newest stored event is the last
+    // change (disabled), then look at the whole history.
+    let names = wait_for_events(&core, "system.plugin.faulty.", |names| {
+        names.first().map(String::as_str) == Some("system.plugin.faulty.disabled")
+    })
+    .await;
     assert!(
         names.contains(&"system.plugin.faulty.unresponsive".to_owned()),
         "{names:?}"
@@ -321,14 +326,21 @@ async fn a_panic_in_shutdown_is_contained_on_restart_stop_and_engine_shutdown() 
     assert_eq!(core.plugins().record(GOOD).unwrap().restart_count, 0);
 }
 
-/// Events are stored by background tasks; wait (virtually) until `n` have arrived.
-async fn wait_for_events(core: &NebulaCore, prefix: &str, n: usize) -> Vec<String> {
+/// Events are stored by a background task; wait (virtually) until the stored names (newest
+/// first) satisfy `done`.
+async fn wait_for_events(
+    core: &NebulaCore,
+    prefix: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let mut names = Vec::new();
     for _ in 0..1000 {
         let events = core.events().list(prefix, 100).await.unwrap();
-        if events.len() >= n {
-            return events.into_iter().map(|e| e.name).collect();
+        names = events.into_iter().map(|e| e.name).collect();
+        if done(&names) {
+            return names;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("fewer than {n} events with prefix {prefix}");
+    panic!("events with prefix {prefix} never got there: {names:?}");
 }
