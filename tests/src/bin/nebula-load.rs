@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! nebula-load --server target/release/nebula-server-faults [--clients 64] [--seconds 20]
-//!             [--warmup 5] [--kill-at SECONDS]
+//!             [--warmup 10] [--kill-at SECONDS]
 //! ```
 //!
 //! Starts the server (with a hanging and a panicking plugin registered) in a scratch directory
@@ -42,7 +42,7 @@ fn parse_args() -> Result<Options, String> {
         server: PathBuf::new(),
         clients: 64,
         seconds: 20,
-        warmup: 5,
+        warmup: 10,
         kill_at: None,
     };
     while let Some(flag) = args.next() {
