@@ -297,9 +297,42 @@ impl NebulaConfig {
             if ext.endpoint.trim().is_empty() {
                 return Err(format!("plugins.external[{i}].endpoint: must not be empty"));
             }
+            if let Some(var) = &ext.token_env {
+                check_token_env(var)
+                    .map_err(|e| format!("plugins.external[{i}].token_env: {e}"))?;
+            }
         }
         Ok(())
     }
+}
+
+/// An external plugin's `token_env` names the variable whose value is sent to that peer: it
+/// must never name one of the core's own secrets, nor a `NEBULA__…` override (which may hold
+/// another plugin's settings secrets, SPEC §10).
+fn check_token_env(var: &str) -> Result<(), String> {
+    if crate::auth::CORE_SECRET_ENVS.contains(&var) {
+        return Err(format!(
+            "'{var}' is one of the core's own secrets; it would be sent to the plugin. \
+             Give the plugin its own variable"
+        ));
+    }
+    if var.starts_with(&format!("{ENV_PREFIX}__")) {
+        return Err(format!(
+            "'{var}' is a configuration override ({ENV_PREFIX}__…); give the plugin its own variable"
+        ));
+    }
+    let valid = var
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "'{}' is not an environment variable name (letters, digits and '_')",
+            nebula_plugin_api::escape_control(var)
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -383,6 +416,22 @@ mod tests {
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),
             ("[bogus]\nx = 1\n", "bogus"),
             ("[[plugins.external]]\nname = \"x\"\n", "endpoint"),
+            (
+                "[[plugins.external]]\nname = \"peer\"\nendpoint = \"127.0.0.1:1\"\ntoken_env = \"NEBULA_INSTALLER_TOKEN\"\n",
+                "plugins.external[0].token_env: 'NEBULA_INSTALLER_TOKEN' is one of the core's own secrets",
+            ),
+            (
+                "[[plugins.external]]\nname = \"peer\"\nendpoint = \"127.0.0.1:1\"\ntoken_env = \"NEBULA_SESSION_SECRET\"\n",
+                "plugins.external[0].token_env: 'NEBULA_SESSION_SECRET'",
+            ),
+            (
+                "[[plugins.external]]\nname = \"peer\"\nendpoint = \"127.0.0.1:1\"\ntoken_env = \"NEBULA__PLUGINS__SETTINGS__LDAP__PW\"\n",
+                "token_env: 'NEBULA__PLUGINS__SETTINGS__LDAP__PW' is a configuration override",
+            ),
+            (
+                "[[plugins.external]]\nname = \"peer\"\nendpoint = \"127.0.0.1:1\"\ntoken_env = \"A B\"\n",
+                "plugins.external[0].token_env",
+            ),
             ("not toml at all [", "TOML"),
         ];
         for (text, key) in cases {

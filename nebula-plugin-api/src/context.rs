@@ -90,8 +90,10 @@ pub trait Host: Send + Sync + 'static {
 }
 
 /// Sends a plugin's log line to `tracing`, with the plugin's name as a field. Hosts that keep
-/// lines elsewhere too call this so every line also reaches the process log.
+/// lines elsewhere too call this so every line also reaches the process log. Control
+/// characters are escaped: a plugin's text (often quoting its input) cannot forge lines.
 pub fn trace_plugin_log(plugin: &str, level: LogLevel, message: &str) {
+    let message = crate::escape_control(message);
     match level {
         LogLevel::Debug => tracing::debug!(plugin, "{message}"),
         LogLevel::Info => tracing::info!(plugin, "{message}"),
@@ -250,7 +252,7 @@ impl PluginContext {
         if !valid {
             return Err(PluginError::invalid(format!(
                 "event name '{}': expected 1 to 128 characters of [a-zA-Z0-9_.-]",
-                name.escape_default()
+                crate::escape_control(name)
             )));
         }
         let full = format!("plugin.{}.{name}", self.plugin);

@@ -21,7 +21,12 @@ const MAX_ROLE_TAG: usize = 64;
 /// appended when missing. `/`, `\` and `..` are refused anywhere, so a name can never be used to
 /// walk a file system.
 pub fn normalize_db_name(raw: &str) -> Result<String, PluginError> {
-    let invalid = |why: &str| PluginError::invalid(format!("invalid db_name '{raw}': {why}"));
+    let invalid = |why: &str| {
+        PluginError::invalid(format!(
+            "invalid db_name '{}': {why}",
+            crate::escape_control(raw)
+        ))
+    };
     if raw.is_empty() {
         return Err(invalid("must not be empty"));
     }
@@ -87,7 +92,7 @@ pub fn validate_username(raw: &str) -> Result<String, PluginError> {
     {
         return Err(PluginError::invalid(format!(
             "username '{}': expected 1 to {MAX_USERNAME_CHARS} printable characters",
-            raw.escape_default()
+            crate::escape_control(raw)
         )));
     }
     Ok(name.to_owned())

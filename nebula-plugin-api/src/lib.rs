@@ -46,6 +46,7 @@ mod plugin;
 mod registration;
 mod request;
 mod scope;
+mod text;
 
 pub use context::{trace_plugin_log, Host, LogLevel, PluginContext};
 pub use error::{ErrorKind, PluginError};
@@ -58,6 +59,7 @@ pub use plugin::{JsonObject, Plugin};
 pub use registration::{registered_plugins, PluginFactory, PluginRegistration};
 pub use request::{SyncRequest, SyncUser, MAX_SYNC_LIMIT, MAX_USERS_PER_REQUEST};
 pub use scope::{Scope, ScopeSet};
+pub use text::escape_control;
 
 /// The version of the plugin contract this crate implements. A manifest must declare it.
 pub const PLUGIN_API_VERSION: &str = "v1";

@@ -65,7 +65,7 @@ pub fn validate_plugin_name(name: &str) -> Result<(), PluginError> {
     } else {
         Err(PluginError::invalid(format!(
             "invalid plugin name '{}': expected 2 to 64 characters of [a-zA-Z0-9_-], starting with a letter or digit",
-            name.escape_default()
+            crate::escape_control(name)
         )))
     }
 }

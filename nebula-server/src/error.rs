@@ -61,8 +61,10 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The `{"detail": …}` response for any status.
+    /// The `{"detail": …}` response for any status. Control characters in the detail are
+    /// escaped: it often quotes the caller's input.
     pub fn detail_response(status: StatusCode, detail: &str) -> HttpResponse {
+        let detail = nebula_plugin_api::escape_control(detail);
         HttpResponse::build(status).json(json!({ "detail": detail }))
     }
 }

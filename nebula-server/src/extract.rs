@@ -29,7 +29,10 @@ impl FromRequest for PluginName {
             nebula_plugin_api::validate_plugin_name(raw)
                 .map(|()| PluginName(raw.to_owned()))
                 .map_err(|_| {
-                    ApiError::NotFound(format!("plugin '{}' not found", raw.escape_default()))
+                    ApiError::NotFound(format!(
+                        "plugin '{}' not found",
+                        nebula_plugin_api::escape_control(raw)
+                    ))
                 }),
         )
     }
@@ -94,7 +97,7 @@ impl QueryParams {
             Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
             _ => Err(ApiError::Invalid(format!(
                 "{name}: expected an integer between {min} and {max}, got '{}'",
-                raw.escape_default()
+                nebula_plugin_api::escape_control(raw)
             ))),
         }
     }
@@ -111,7 +114,7 @@ impl QueryParams {
             None => Ok(()),
             Some(first) => Err(ApiError::Invalid(format!(
                 "unknown query parameter '{}'",
-                first.escape_default()
+                nebula_plugin_api::escape_control(first)
             ))),
         }
     }

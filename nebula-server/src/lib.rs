@@ -12,6 +12,7 @@ pub mod cli;
 pub mod error;
 pub mod external;
 pub mod extract;
+pub mod logging;
 pub mod routes;
 pub mod startup;
 pub mod state;

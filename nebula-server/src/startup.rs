@@ -10,8 +10,8 @@ use actix_web::HttpServer;
 use clap::Parser;
 use nebula_core::accounts::AccountStore;
 use nebula_core::auth::{
-    hash_password, load_or_generate_secret, Authenticator, RateLimits, Secret, SecretOrigin,
-    MIN_PASSWORD_LEN,
+    hash_password, load_or_generate_secret, Authenticator, RateLimits, Secret, SecretError,
+    SecretOrigin, INSTALLER_TOKEN_ENV, MIN_PASSWORD_LEN, SESSION_SECRET_ENV,
 };
 use nebula_core::manager::ManagerSettings;
 use nebula_core::storage::DatabaseLocation;
@@ -34,7 +34,7 @@ const GRACEFUL_STOP: Duration = Duration::from_secs(15);
 /// Parses the command line and runs it.
 pub fn main_entry() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    crate::logging::init_tracing();
     let loaded = match NebulaConfig::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -77,15 +77,6 @@ pub fn main_entry() -> ExitCode {
     code
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// The engine (and every plugin call) runs on its own multi-threaded runtime, apart from the
 /// single-threaded actix workers.
 fn engine_runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -106,9 +97,8 @@ fn describe_config(file: Option<&Path>) -> String {
     }
 }
 
-fn load_secret(env_name: &str, file: &Path) -> Result<Secret, String> {
-    let (secret, origin) = load_or_generate_secret(env_name, std::env::var(env_name).ok(), file)
-        .map_err(|e| format!("{env_name}: cannot read or create {}: {e}", file.display()))?;
+fn load_secret(env_name: &str, file: &Path) -> Result<Secret, SecretError> {
+    let (secret, origin) = load_or_generate_secret(env_name, std::env::var(env_name).ok(), file)?;
     match origin {
         SecretOrigin::Environment(name) => tracing::info!("{env_name} taken from ${name}"),
         SecretOrigin::File(path) => {
@@ -134,24 +124,28 @@ fn serve(loaded: LoadedConfig, runtime: &tokio::runtime::Runtime) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let secrets =
+        load_secret(INSTALLER_TOKEN_ENV, &data_dir.join("installer_token")).and_then(|token| {
+            load_secret(SESSION_SECRET_ENV, &data_dir.join("session_secret"))
+                .map(|key| (token, key))
+        });
+    let (token, session_key) = match secrets {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nebula-server: {e}");
+            // A weak secret is the operator's to fix, like a bad configuration.
+            return match e {
+                SecretError::TooShort { .. } => ExitCode::from(EXIT_CONFIG),
+                SecretError::Io { .. } => ExitCode::FAILURE,
+            };
+        }
+    };
     let builder = NebulaCore::builder()
         .config(config.clone())
         .config_file(file.clone())
         .external_connector(Arc::new(GrpcConnector));
     let core = match runtime.block_on(builder.build()) {
         Ok(core) => core,
-        Err(e) => {
-            eprintln!("nebula-server: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let secrets = load_secret("NEBULA_INSTALLER_TOKEN", &data_dir.join("installer_token"))
-        .and_then(|token| {
-            load_secret("NEBULA_SESSION_SECRET", &data_dir.join("session_secret"))
-                .map(|key| (token, key))
-        });
-    let (token, session_key) = match secrets {
-        Ok(s) => s,
         Err(e) => {
             eprintln!("nebula-server: {e}");
             return ExitCode::FAILURE;

@@ -128,6 +128,10 @@ pub mod faults {
         HangForever,
         /// `health` answers at once; `sync_users` never returns.
         HangInSync,
+        /// `health` answers `{"status": "degraded", …}`: a working call reporting a problem.
+        HealthNotOk,
+        /// `health` answers `ok` after this many milliseconds; `sync_users` never returns.
+        SlowHealthAndHangInSync(u64),
         /// The first k `health` calls (across instances) fail, then it recovers.
         FailHealthTimes(u32),
         /// `health` and `sync_users` always fail.
@@ -170,6 +174,14 @@ pub mod faults {
             let n = self.counters.health.fetch_add(1, Ordering::SeqCst) + 1;
             match self.fault {
                 Fault::HangForever => std::future::pending().await,
+                Fault::SlowHealthAndHangInSync(ms) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    Ok(json_object!({"status": "ok"}))
+                }
+                Fault::HealthNotOk => Ok(json_object!({
+                    "status": "degraded",
+                    "message": "upstream directory is read-only",
+                })),
                 Fault::AlwaysFail => {
                     Err(PluginError::Unavailable("scripted health failure".into()))
                 }
@@ -183,7 +195,9 @@ pub mod faults {
         async fn sync_users(&self, request: SyncRequest) -> Result<JsonObject, PluginError> {
             let n = self.counters.syncs.fetch_add(1, Ordering::SeqCst) + 1;
             match self.fault {
-                Fault::HangForever | Fault::HangInSync => std::future::pending().await,
+                Fault::HangForever | Fault::HangInSync | Fault::SlowHealthAndHangInSync(_) => {
+                    std::future::pending().await
+                }
                 Fault::AlwaysFail => Err(PluginError::internal("scripted sync failure")),
                 Fault::PanicOnSyncCall(k) if n == k => panic!("scripted panic on sync call {n}"),
                 _ => Ok(json_object!({"status": "ok", "count": request.limited_users().len()})),

@@ -207,6 +207,63 @@ async fn a_sync_that_hangs_while_health_answers_is_not_hidden_by_health() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_health_answer_already_in_flight_does_not_hide_a_timeout_recorded_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    // The call timeout is 1 s. A sync starts at 0 s and times out at 1 s; a health check
+    // starts at 0.5 s and answers ok at 1.4 s, after the timeout was recorded.
+    let (core, calls) = engine(dir.path(), Fault::SlowHealthAndHangInSync(900)).await;
+    let plugins = core.plugins().clone();
+    let (sync, health) = tokio::join!(plugins.sync_users(FAULTY, real_sync()), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        plugins.health(FAULTY).await
+    });
+    health.unwrap();
+    assert!(sync.is_err());
+    // The ok came last, but it started before the timeout was recorded: the timeout stands.
+    let r = rec(&core);
+    assert_eq!(counters(&r), (Degraded, 1, 0, 0, 0));
+    assert!(r.error.contains("timed out"), "{}", r.error);
+    // A health check that starts after the timeout is news about the plugin: it counts.
+    plugins.health(FAULTY).await.unwrap();
+    assert_eq!(counters(&rec(&core)), (Healthy, 1, 0, 0, 0));
+    assert_eq!(calls.health.load(Ordering::SeqCst), 2);
+    core.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_health_monitor_runs_on_its_own_timer_every_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (faulty, calls) = descriptor(FAULTY, Fault::FailHealthTimes(1));
+    let mut config = common::config_in(dir.path());
+    config.plugins.health_interval_sec = 30.0;
+    // The monitor is on: nobody calls check_all here.
+    let core = NebulaCore::builder()
+        .config(config)
+        .without_inventory()
+        .plugin(faulty)
+        .build()
+        .await
+        .unwrap();
+    let health_calls = || calls.health.load(Ordering::SeqCst);
+    // Nothing before the first interval has passed.
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(health_calls(), 0);
+    // One pass per interval: the first fails (degraded), the next recovers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(health_calls(), 1);
+    assert_eq!(counters(&rec(&core)), (Degraded, 0, 1, 0, 0));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(health_calls(), 2);
+    assert_eq!(counters(&rec(&core)), (Healthy, 0, 0, 0, 0));
+    tokio::time::sleep(Duration::from_secs(30 * 10)).await;
+    assert_eq!(health_calls(), 12);
+    // Shutting the engine down stops the timer.
+    core.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(health_calls(), 12);
+}
+
+#[tokio::test(start_paused = true)]
 async fn failing_health_twice_restarts_once_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let (core, calls) = engine(dir.path(), Fault::FailHealthTimes(2)).await;

@@ -14,7 +14,10 @@ use subtle::ConstantTimeEq;
 
 pub use limiter::{LoginLimiter, RateLimits};
 pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_LEN};
-pub use secrets::{load_or_generate_secret, Secret, SecretOrigin};
+pub use secrets::{
+    load_or_generate_secret, Secret, SecretError, SecretOrigin, CORE_SECRET_ENVS,
+    INSTALLER_TOKEN_ENV, MIN_SECRET_LEN, SESSION_SECRET_ENV,
+};
 pub use session::{IssuedSession, SessionCodec};
 
 use crate::accounts::{Account, AccountStore};

@@ -53,7 +53,9 @@ impl PluginDescriptor {
 /// A declared plugin that cannot be loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveryError {
-    /// The plugin's name when it could be read.
+    /// The plugin's name when it could be read. When it could not (a linked plugin whose
+    /// manifest is unreadable), discovery lists the refusal under a name taken from its
+    /// origin instead, so that every load failure is visible per plugin.
     pub name: Option<String>,
     /// Where it was declared.
     pub origin: String,
@@ -83,7 +85,10 @@ fn from_registration(reg: &PluginRegistration) -> Result<PluginDescriptor, Disco
     let manifest = reg.manifest().map_err(|e| DiscoveryError {
         name: None,
         origin: reg.origin().to_owned(),
-        message: e.to_string(),
+        message: format!(
+            "the manifest registered by {} cannot be read: {e}",
+            reg.origin()
+        ),
     })?;
     Ok(PluginDescriptor::in_process(
         manifest,
@@ -123,6 +128,14 @@ pub(crate) fn discover_all(providers: &[Arc<dyn PluginProvider>]) -> Discovery {
         }
     }
     let mut plugins = BTreeMap::new();
+    let mut taken: std::collections::BTreeSet<String> = by_name.keys().cloned().collect();
+    for refusal in &mut refused {
+        if refusal.name.is_none() {
+            let name = listing_name(&refusal.origin, &taken);
+            taken.insert(name.clone());
+            refusal.name = Some(name);
+        }
+    }
     for (name, mut found) in by_name {
         if found.len() == 1 {
             if let Some(d) = found.pop() {
@@ -145,4 +158,41 @@ pub(crate) fn discover_all(providers: &[Arc<dyn PluginProvider>]) -> Discovery {
         });
     }
     Discovery { plugins, refused }
+}
+
+/// The name a nameless refusal is listed under: the crate of its origin (`my_plugin` for
+/// `my_plugin::inner`), made to fit the plugin-name rule, with `-2`, `-3`… when a plugin
+/// already holds it (a refusal must never take over a working plugin's slot).
+fn listing_name(origin: &str, taken: &std::collections::BTreeSet<String>) -> String {
+    let stem: String = origin
+        .split("::")
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(56)
+        .collect();
+    let stem = if stem
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && stem.len() > 1
+    {
+        stem
+    } else {
+        format!("plugin_{stem}")
+    };
+    let mut candidate = stem.clone();
+    let mut n = 1;
+    while taken.contains(&candidate) {
+        n += 1;
+        candidate = format!("{stem}-{n}");
+    }
+    candidate
 }

@@ -209,6 +209,9 @@ struct SlotState {
     scopes: ScopeSet,
     instance: Option<Arc<dyn Plugin>>,
     generation: u64,
+    /// Failures recorded so far. A call notes the count when it starts; a success that
+    /// finishes after a failure was recorded meanwhile is stale and changes no state.
+    failures_seen: u64,
     record: PluginRecord,
     stats: CallStats,
 }
@@ -242,7 +245,7 @@ impl PluginSlot {
             status: PluginStatus::Initialized,
             message: "discovered".into(),
             error: String::new(),
-            initialized_at: None,
+            initialized_at: record::NOT_INITIALIZED,
             updated_at: now,
             enabled: true,
             origin,
@@ -262,6 +265,7 @@ impl PluginSlot {
                 scopes,
                 instance: None,
                 generation: 0,
+                failures_seen: 0,
                 record,
                 stats: CallStats::default(),
             }),
@@ -271,14 +275,15 @@ impl PluginSlot {
         }
     }
 
-    /// The instance to call, with its generation; refuses disabled and unloaded plugins.
-    fn ready(&self) -> Result<(Arc<dyn Plugin>, u64), ManagerError> {
+    /// The instance to call, with its generation and the failures recorded so far; refuses
+    /// disabled and unloaded plugins.
+    fn ready(&self) -> Result<(Arc<dyn Plugin>, u64, u64), ManagerError> {
         let st = self.state.lock();
         if !st.record.enabled {
             return Err(ManagerError::Disabled(self.name.clone()));
         }
         match &st.instance {
-            Some(instance) => Ok((instance.clone(), st.generation)),
+            Some(instance) => Ok((instance.clone(), st.generation, st.failures_seen)),
             None => Err(ManagerError::NotReady {
                 name: self.name.clone(),
                 status: st.record.status,
@@ -517,13 +522,14 @@ impl PluginManager {
         Fut: Future<Output = Result<T, PluginError>> + Send + 'static,
         T: Send + 'static,
     {
-        let (instance, generation) = slot.ready()?;
+        let (instance, generation, failures_before) = slot.ready()?;
         let started = Instant::now();
         let result = guarded(call(instance), self.settings.call_timeout).await;
         Ok((
             result,
             CallTicket {
                 generation,
+                failures_before,
                 method,
                 elapsed: started.elapsed(),
             },
@@ -543,8 +549,15 @@ impl PluginManager {
     }
 
     /// Applies an observation to the slot's record and publishes a state change as the event
-    /// `system.plugin.<name>.<state>`. A ticket from a replaced instance is ignored.
+    /// `system.plugin.<name>.<state>`.
+    ///
+    /// Which outcome wins, when calls overlap: outcomes apply in the order they finish, with
+    /// two exceptions, both decided here. An outcome from a replaced instance (stale
+    /// generation) changes nothing. A success from a call that was already running when a
+    /// failure was recorded changes nothing either: it says nothing about the plugin after
+    /// that failure, and must not hide it (nor reset the counters the policy reads).
     fn observe(&self, slot: &PluginSlot, ticket: Option<CallTicket>, observation: Observation<'_>) {
+        let failed = observation.is_plugin_failure();
         let changed = {
             let mut st = slot.state.lock();
             if let Some(ticket) = ticket {
@@ -558,6 +571,12 @@ impl PluginManager {
                     return;
                 }
                 st.record.last_call_ms = Some(ticket.elapsed.as_secs_f64() * 1000.0);
+                if observation.is_success() && ticket.failures_before != st.failures_seen {
+                    return;
+                }
+            }
+            if failed {
+                st.failures_seen += 1;
             }
             let before = st.record.status;
             st.record
@@ -605,16 +624,17 @@ impl PluginManager {
             self.settings.init_timeout,
         )
         .await;
-        let generation = {
+        let (generation, failures_before) = {
             let mut st = slot.state.lock();
             st.generation += 1;
             if let Ok(plugin) = &result {
                 st.instance = Some(plugin.clone());
             }
-            st.generation
+            (st.generation, st.failures_seen)
         };
         let ticket = CallTicket {
             generation,
+            failures_before,
             method: Method::Initialize,
             elapsed: started.elapsed(),
         };
@@ -729,8 +749,9 @@ impl PluginManager {
             enabled: r.enabled,
             uptime_sec: st
                 .instance
-                .as_ref()
-                .and(r.initialized_at)
+                .is_some()
+                .then_some(r.initialized_at)
+                .filter(|t| *t > record::NOT_INITIALIZED)
                 .map(|t| (unix_now() - t).max(0.0)),
             consecutive_timeouts: r.consecutive_timeouts,
             consecutive_health_failures: r.consecutive_health_failures,
@@ -951,6 +972,8 @@ impl PluginManager {
 #[derive(Debug, Clone, Copy)]
 struct CallTicket {
     generation: u64,
+    /// `failures_seen` of the slot when the call started.
+    failures_before: u64,
     method: Method,
     elapsed: Duration,
 }

@@ -87,8 +87,9 @@ pub struct PluginRecord {
     pub message: String,
     /// The last error, empty when there is none.
     pub error: String,
-    /// When the current instance finished `initialize` (float Unix seconds); null before that.
-    pub initialized_at: Option<f64>,
+    /// When the current instance finished `initialize` (float Unix seconds); `0` when no
+    /// instance has initialised (SPEC §5: never null, as in the original).
+    pub initialized_at: f64,
     /// When the record last changed.
     pub updated_at: f64,
     /// Whether the plugin is enabled (persisted).
@@ -159,6 +160,27 @@ pub enum CallFailure {
     TimedOut(Duration),
 }
 
+impl Observation<'_> {
+    /// A call that worked: the kind of outcome a failure recorded meanwhile makes stale.
+    pub(crate) fn is_success(&self) -> bool {
+        matches!(
+            self,
+            Observation::HealthAnswered { ok: true, .. } | Observation::CallSucceeded
+        )
+    }
+
+    /// A failure that says something about the plugin. A caller's bad sync input does not
+    /// (health has no input; a failed initialise leaves no instance).
+    pub(crate) fn is_plugin_failure(&self) -> bool {
+        match self {
+            Observation::Failed { method, failure } => {
+                *method != Method::SyncUsers || failure.counts_against_plugin()
+            }
+            _ => false,
+        }
+    }
+}
+
 impl CallFailure {
     /// One line for the record's `error` field.
     pub fn describe(&self, method: Method) -> String {
@@ -203,6 +225,9 @@ pub(crate) enum Observation<'a> {
     /// The plugin cannot be loaded at all (bad manifest, duplicate name).
     Broken { error: String },
 }
+
+/// `initialized_at` of a plugin whose current instance has not initialised.
+pub(crate) const NOT_INITIALIZED: f64 = 0.0;
 
 /// A healthy check this long after the last automatic restart refills the restart budget.
 pub(crate) const RESTART_BUDGET_REFILL_SECS: f64 = 3600.0;
@@ -276,7 +301,7 @@ impl PluginRecord {
                 self.status = PluginStatus::Initialized;
                 self.message = "initialized".into();
                 self.error.clear();
-                self.initialized_at = Some(now);
+                self.initialized_at = now;
                 self.enabled = true;
                 // Crashes stay counted across restarts: only a working call clears them, so
                 // a plugin that crashes after every restart reaches `max_crashes`.
@@ -325,10 +350,8 @@ impl PluginRecord {
                     self.error.clear();
                 }
             }
-            Observation::Failed { method, failure } => {
-                // A caller's bad sync input says nothing about the plugin; every other failure
-                // does (health has no input; a failed initialise leaves no instance).
-                if method == Method::SyncUsers && !failure.counts_against_plugin() {
+            ref failed @ Observation::Failed { method, failure } => {
+                if !failed.is_plugin_failure() {
                     return;
                 }
                 self.error = failure.describe(method);
@@ -357,7 +380,7 @@ impl PluginRecord {
                     }
                 }
                 if method == Method::Initialize {
-                    self.initialized_at = None;
+                    self.initialized_at = NOT_INITIALIZED;
                     self.retry_is_useless = matches!(
                         failure,
                         CallFailure::Error(e)
@@ -417,7 +440,7 @@ mod tests {
             status: PluginStatus::Healthy,
             message: String::new(),
             error: String::new(),
-            initialized_at: Some(0.0),
+            initialized_at: NOT_INITIALIZED,
             updated_at: 0.0,
             enabled: true,
             origin: String::new(),

@@ -202,13 +202,97 @@ impl Database {
     }
 }
 
+/// Creates the data directory (0700) and the database file (0600) before SQLite opens it:
+/// they hold password hashes and emails (SPEC §4). SQLite gives the `-wal` and `-shm` files
+/// the mode of the database file, so they are 0600 too. Files an older release left readable
+/// by others are tightened; a directory that already existed is left as it is (it may be the
+/// working directory) but a loose one is reported.
 fn prepare_sqlite_file(path: &Path) -> Result<(), StorageError> {
+    let unavailable = |what: &Path, e: std::io::Error| {
+        StorageError::Unavailable(format!("{}: {e}", what.display()))
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StorageError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
+        if dir.exists() {
+            warn_if_open_to_others(dir);
+        } else {
+            create_private_dir(dir).map_err(|e| unavailable(dir, e))?;
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(PRIVATE_FILE_MODE);
+    }
+    options.open(path).map_err(|e| unavailable(path, e))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        make_private(&file).map_err(|e| unavailable(&file, e))?;
     }
     Ok(())
+}
+
+/// Mode of the database files.
+const PRIVATE_FILE_MODE: u32 = 0o600;
+/// Mode of a data directory the core creates.
+const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and its parents) with mode 0700: the one rule for directories that hold
+/// the core's data or secrets.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(PRIVATE_DIR_MODE);
+    }
+    builder.create(dir)?;
+    // The mode above is filtered by the umask and only applies to the last component.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))?;
+    }
+    Ok(())
+}
+
+/// Takes group and other permissions away from `file`, if it exists: the one rule for the
+/// files that hold the core's data or secrets.
+pub(crate) fn make_private(file: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                let mode = meta.permissions().mode() & PRIVATE_FILE_MODE;
+                tracing::warn!(file = %file.display(), "file was readable by other users; made it private");
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn warn_if_open_to_others(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    mode = format!("{mode:o}"),
+                    "the data directory is open to other users; run chmod 700 on it"
+                );
+            }
+        }
+    }
 }
 
 /// Now, as float Unix seconds (the timestamp format of the whole API).
@@ -217,4 +301,61 @@ pub fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use diesel::RunQueryDsl;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_data_directory_is_0700_and_every_database_file_0600() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db_path = tmp.path().join("deep/data/nebula.db");
+        let url = format!("sqlite://{}", db_path.display());
+        let db = Database::open(&url, 2).unwrap();
+        // A write, so that SQLite has created its -wal and -shm files.
+        let mut conn = db.pool.get().unwrap();
+        diesel::sql_query("CREATE TABLE probe (x INTEGER)")
+            .execute(&mut conn)
+            .unwrap();
+        let dir = db_path.parent().unwrap();
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", db_path.display()));
+            assert!(file.exists(), "{} missing", file.display());
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+
+    #[test]
+    fn database_files_an_older_release_left_readable_are_made_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let db_path = tmp.path().join("nebula.db");
+        let url = format!("sqlite://{}", db_path.display());
+        let db = Database::open(&url, 1).unwrap();
+        let mut conn = db.pool.get().unwrap();
+        diesel::sql_query("CREATE TABLE probe (x INTEGER)")
+            .execute(&mut conn)
+            .unwrap();
+        let wal = tmp.path().join("nebula.db-wal");
+        // As an older release left them (and as the issue found them): 0644.
+        for file in [&db_path, &wal] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        // A second open (the first still holds the -wal file open), as a restart would.
+        Database::open(&url, 1).unwrap();
+        assert_eq!(mode(&db_path), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+        // The directory existed before (it may be the working directory): left as it was.
+        assert_eq!(mode(tmp.path()), 0o755);
+    }
 }

@@ -94,7 +94,7 @@ pub(crate) async fn action(
         other => {
             return Err(ApiError::Invalid(format!(
                 "action: expected one of start, stop, restart; got '{}'",
-                other.escape_default()
+                nebula_plugin_api::escape_control(other)
             )))
         }
     };

@@ -84,6 +84,11 @@ impl Server {
     /// Starts `cmd` and waits for its start-up line.
     pub fn spawn(cmd: &mut Command, dir: &Path) -> Server {
         let (child, line) = spawn_until_first_line(cmd.stderr(Stdio::null()));
+        Server::from_child(child, &line, dir)
+    }
+
+    /// A server from a started child and its start-up line.
+    fn from_child(child: Child, line: &str, dir: &Path) -> Server {
         let base = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -375,4 +380,37 @@ impl Drop for Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+impl Server {
+    /// Like [`Server::start`], with the server's standard error (its log) written to `log`.
+    pub fn start_logging_to(dir: &Path, env: &[(&str, &str)], log: &Path) -> Server {
+        let mut cmd = command(dir);
+        cmd.env("NEBULA__SERVER__BIND", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stderr(std::fs::File::create(log).expect("log file"));
+        let (child, line) = spawn_until_first_line(&mut cmd);
+        Server::from_child(child, &line, dir)
+    }
+}
+
+/// Runs `cmd` (stdin closed) and waits up to `limit` for it to exit; a process still running
+/// then is killed and `None` returned, so a test of "refuses to start" fails instead of hanging.
+pub fn run_until_exit(cmd: &mut Command, limit: Duration) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let started = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().expect("output"))
 }
