@@ -1,0 +1,179 @@
+//! The call path: health and sync, bounded and recorded; every state change in `observe`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nebula_plugin_api::{JsonObject, Plugin, PluginError, SyncRequest};
+use serde_json::json;
+
+use super::record::Observation;
+use super::slot::{CallTicket, PluginSlot};
+use super::stats::Outcome;
+use super::{guarded, CallFailure, ManagerError, Method, PluginManager};
+use crate::storage::unix_now;
+
+impl PluginManager {
+    /// Asks the plugin for its health. An answer whose `status` is not `"ok"` is returned as
+    /// is (and marks the plugin degraded); failures, panics and timeouts are errors.
+    pub async fn health(&self, name: &str) -> Result<JsonObject, ManagerError> {
+        let slot = self.slot(name)?;
+        self.health_of(&slot).await
+    }
+
+    pub(super) async fn health_of(&self, slot: &PluginSlot) -> Result<JsonObject, ManagerError> {
+        let (result, ticket) = self
+            .call(slot, Method::Health, |p| async move { p.health().await })
+            .await?;
+        match result {
+            Ok(health) => {
+                let status = health.get("status").and_then(|s| s.as_str()).unwrap_or("");
+                let ok = status == "ok";
+                let message = health
+                    .get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("health status '{status}'"));
+                self.observe(
+                    slot,
+                    Some(ticket),
+                    Observation::HealthAnswered { ok, message },
+                );
+                Ok(health)
+            }
+            Err(failure) => Err(self.fail(slot, ticket, failure)),
+        }
+    }
+
+    /// Runs a sync. Real runs of one plugin are exclusive: a second one is refused at once
+    /// with [`ManagerError::SyncInProgress`]; dry runs are never serialised.
+    pub async fn sync_users(
+        &self,
+        name: &str,
+        request: SyncRequest,
+    ) -> Result<JsonObject, ManagerError> {
+        let slot = self.slot(name)?;
+        slot.ready()?;
+        let exclusive = if request.dry_run {
+            None
+        } else {
+            Some(
+                slot.real_sync
+                    .clone()
+                    .try_lock_owned()
+                    .map_err(|_| ManagerError::SyncInProgress(name.to_owned()))?,
+            )
+        };
+        let (result, ticket) = self
+            .call(&slot, Method::SyncUsers, move |p| async move {
+                let _exclusive = exclusive;
+                p.sync_users(request).await
+            })
+            .await?;
+        match result {
+            Ok(answer) => {
+                self.observe(&slot, Some(ticket), Observation::CallSucceeded);
+                Ok(answer)
+            }
+            Err(failure) => Err(self.fail(&slot, ticket, failure)),
+        }
+    }
+
+    /// Calls the slot's current instance under the call timeout.
+    pub(super) async fn call<T, F, Fut>(
+        &self,
+        slot: &PluginSlot,
+        method: Method,
+        call: F,
+    ) -> Result<(Result<T, CallFailure>, CallTicket), ManagerError>
+    where
+        F: FnOnce(Arc<dyn Plugin>) -> Fut,
+        Fut: Future<Output = Result<T, PluginError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (instance, generation, failures_before) = slot.ready()?;
+        let started = Instant::now();
+        let result = guarded(call(instance), self.settings.call_timeout).await;
+        Ok((
+            result,
+            CallTicket {
+                generation,
+                failures_before,
+                method,
+                elapsed: started.elapsed(),
+            },
+        ))
+    }
+
+    pub(super) fn fail(
+        &self,
+        slot: &PluginSlot,
+        ticket: CallTicket,
+        failure: CallFailure,
+    ) -> ManagerError {
+        self.observe(
+            slot,
+            Some(ticket),
+            Observation::Failed {
+                method: ticket.method,
+                failure: &failure,
+            },
+        );
+        ManagerError::from_failure(&slot.name, ticket.method, failure)
+    }
+
+    /// Applies an observation to the slot's record and publishes a state change as the event
+    /// `system.plugin.<name>.<state>`.
+    ///
+    /// Which outcome wins, when calls overlap: outcomes apply in the order they finish, with
+    /// two exceptions, both decided here. An outcome from a replaced instance (stale
+    /// generation) changes nothing. A success from a call that was already running when a
+    /// failure was recorded changes nothing either: it says nothing about the plugin after
+    /// that failure, and must not hide it (nor reset the counters the policy reads).
+    pub(super) fn observe(
+        &self,
+        slot: &PluginSlot,
+        ticket: Option<CallTicket>,
+        observation: Observation<'_>,
+    ) {
+        let failed = observation.is_plugin_failure();
+        let changed = {
+            let mut st = slot.state.lock();
+            if let Some(ticket) = ticket {
+                let failure = match &observation {
+                    Observation::Failed { failure, .. } => Some(*failure),
+                    _ => None,
+                };
+                st.stats
+                    .record(ticket.method, ticket.elapsed, Outcome::of(failure));
+                if ticket.generation != st.generation {
+                    return;
+                }
+                st.record.last_call_ms = Some(ticket.elapsed.as_secs_f64() * 1000.0);
+                if observation.is_success() && ticket.failures_before != st.failures_seen {
+                    return;
+                }
+            }
+            if failed {
+                st.failures_seen += 1;
+            }
+            let before = st.record.status;
+            st.record
+                .observe(observation, unix_now(), self.settings.thresholds());
+            (before != st.record.status).then(|| {
+                (
+                    st.record.status,
+                    json!({"message": st.record.message, "error": st.record.error}),
+                )
+            })
+        };
+        if let Some((status, payload)) = changed {
+            tracing::info!(plugin = %slot.name, %status, "plugin state changed");
+            let name = format!("system.plugin.{}.{}", slot.name, status);
+            // One queue, drained by one task: the stored history keeps the order of changes.
+            if self.state_events.send((name, payload)).is_err() {
+                tracing::warn!(plugin = %slot.name, "state event queue closed; event not stored");
+            }
+        }
+    }
+}

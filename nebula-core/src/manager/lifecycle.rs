@@ -1,0 +1,194 @@
+//! Start, stop, restart, shutdown: the lifecycle of one plugin, under its lifecycle lock.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nebula_plugin_api::{Plugin, PluginContext};
+
+use super::record::{Observation, NOT_INITIALIZED};
+use super::slot::{CallTicket, PluginSlot};
+use super::stats::Outcome;
+use super::{guarded, ManagerError, Method, PluginManager, PluginRecord, PluginStats};
+use crate::storage::unix_now;
+
+impl PluginManager {
+    /// Builds and initialises a fresh instance (shutting the old one down first). The caller
+    /// holds the slot's lifecycle lock.
+    pub(super) async fn reinitialize_locked(&self, slot: &PluginSlot) {
+        self.retire(slot).await;
+        if slot.removed.load(Ordering::SeqCst) {
+            return;
+        }
+        let (descriptor, scopes) = {
+            let st = slot.state.lock();
+            (st.descriptor.clone(), st.scopes.clone())
+        };
+        let Some(descriptor) = descriptor else {
+            return;
+        };
+        let ctx = PluginContext::new(slot.name.as_str(), scopes, self.host.clone());
+        let constructor = descriptor.constructor.clone();
+        let started = Instant::now();
+        let result = guarded(
+            async move {
+                let plugin: Arc<dyn Plugin> = Arc::from(constructor());
+                plugin.initialize(ctx).await?;
+                Ok(plugin)
+            },
+            self.settings.init_timeout,
+        )
+        .await;
+        let (generation, failures_before) = {
+            let mut st = slot.state.lock();
+            st.generation += 1;
+            if let Ok(plugin) = &result {
+                st.instance = Some(plugin.clone());
+            }
+            (st.generation, st.failures_seen)
+        };
+        let ticket = CallTicket {
+            generation,
+            failures_before,
+            method: Method::Initialize,
+            elapsed: started.elapsed(),
+        };
+        match result {
+            Ok(_) => self.observe(slot, Some(ticket), Observation::Initialized),
+            Err(failure) => {
+                tracing::warn!(plugin = %slot.name, error = %failure.describe(Method::Initialize), "plugin failed to initialise");
+                self.observe(
+                    slot,
+                    Some(ticket),
+                    Observation::Failed {
+                        method: Method::Initialize,
+                        failure: &failure,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Calls `shutdown` on an instance that is no longer reachable through the slot. Failures
+    /// are logged, never propagated: a plugin cannot stop the host from moving on.
+    pub(super) async fn shutdown_instance(&self, slot: &PluginSlot, instance: Arc<dyn Plugin>) {
+        let started = Instant::now();
+        let result = guarded(
+            async move { instance.shutdown().await },
+            self.settings.call_timeout,
+        )
+        .await;
+        slot.state.lock().stats.record(
+            Method::Shutdown,
+            started.elapsed(),
+            Outcome::of(result.as_ref().err()),
+        );
+        if let Err(failure) = result {
+            let error = failure.describe(Method::Shutdown);
+            tracing::warn!(plugin = %slot.name, %error, "plugin shutdown failed");
+            let mut st = slot.state.lock();
+            st.record.error = error;
+            st.record.updated_at = unix_now();
+        }
+    }
+
+    /// Detaches the instance and shuts it down (bounded; failures are logged).
+    pub(super) async fn retire(&self, slot: &PluginSlot) {
+        if let Some(old) = slot.detach() {
+            self.shutdown_instance(slot, old).await;
+        }
+    }
+
+    /// Marks the plugin disabled with `message`, then retires its instance. The caller holds
+    /// the lifecycle lock and has persisted the flag.
+    pub(super) async fn disable(&self, slot: &PluginSlot, message: String) {
+        let old = slot.detach();
+        self.observe(slot, None, Observation::Disabled { message });
+        if let Some(old) = old {
+            self.shutdown_instance(slot, old).await;
+        }
+    }
+
+    /// Enables the plugin (persisted) and initialises it if it is not running.
+    pub async fn start(&self, name: &str) -> Result<PluginRecord, ManagerError> {
+        let slot = self.slot(name)?;
+        let _life = slot.lifecycle.lock().await;
+        slot.loadable()?;
+        self.store.set_enabled(name, true, "").await?;
+        self.observe(&slot, None, Observation::Enabled);
+        let running = slot.state.lock().instance.is_some();
+        if !running {
+            self.reinitialize_locked(&slot).await;
+        }
+        Ok(slot.record())
+    }
+
+    /// Disables the plugin (persisted across restarts) and shuts its instance down.
+    pub async fn stop(&self, name: &str) -> Result<PluginRecord, ManagerError> {
+        let slot = self.slot(name)?;
+        let _life = slot.lifecycle.lock().await;
+        let reason = "stopped by admin";
+        self.store.set_enabled(name, false, reason).await?;
+        self.disable(&slot, reason.into()).await;
+        Ok(slot.record())
+    }
+
+    /// Replaces the instance with a fresh one from its factory.
+    pub async fn restart(&self, name: &str) -> Result<PluginRecord, ManagerError> {
+        let slot = self.slot(name)?;
+        let _life = slot.lifecycle.lock().await;
+        slot.loadable()?;
+        if !slot.state.lock().record.enabled {
+            return Err(ManagerError::Disabled(name.to_owned()));
+        }
+        self.reinitialize_locked(&slot).await;
+        self.observe(
+            &slot,
+            None,
+            Observation::Restarted {
+                automatic: false,
+                reason: "admin".into(),
+            },
+        );
+        Ok(slot.record())
+    }
+
+    /// Call statistics of one plugin.
+    pub fn stats(&self, name: &str) -> Result<PluginStats, ManagerError> {
+        let slot = self.slot(name)?;
+        let st = slot.state.lock();
+        let r = &st.record;
+        Ok(PluginStats {
+            plugin: r.name.clone(),
+            status: r.status,
+            enabled: r.enabled,
+            uptime_sec: st
+                .instance
+                .is_some()
+                .then_some(r.initialized_at)
+                .filter(|t| *t > NOT_INITIALIZED)
+                .map(|t| (unix_now() - t).max(0.0)),
+            consecutive_timeouts: r.consecutive_timeouts,
+            consecutive_health_failures: r.consecutive_health_failures,
+            consecutive_crashes: r.consecutive_crashes,
+            restart_count: r.restart_count,
+            auto_restarts: r.auto_restarts,
+            last_call_ms: r.last_call_ms,
+            methods: st.stats.snapshot(),
+        })
+    }
+
+    /// Shuts every plugin down, in parallel, each bounded by the call timeout.
+    pub async fn shutdown(&self) {
+        let slots: Vec<Arc<PluginSlot>> = self.slots.read().values().cloned().collect();
+        let all = slots.iter().map(|slot| async move {
+            self.retire(slot).await;
+            let mut st = slot.state.lock();
+            if st.record.enabled {
+                st.record.message = "shut down".into();
+                st.record.updated_at = unix_now();
+            }
+        });
+        futures::future::join_all(all).await;
+    }
+}

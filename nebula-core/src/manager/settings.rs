@@ -1,0 +1,74 @@
+//! The manager's settings, taken from `[plugins]`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nebula_plugin_api::ScopeSet;
+
+use super::record::Thresholds;
+use crate::config::PluginsConfig;
+
+/// Timeouts, thresholds and grants, taken from `[plugins]`.
+#[derive(Debug, Clone)]
+pub struct ManagerSettings {
+    /// Bound on `initialize` (factory included).
+    pub init_timeout: Duration,
+    /// Bound on `health`, `sync_users` and `shutdown`.
+    pub call_timeout: Duration,
+    /// Consecutive timeouts that make a plugin unresponsive (and restart it).
+    pub timeout_restart_threshold: u32,
+    /// Consecutive failed health checks that restart a plugin.
+    pub health_restart_threshold: u32,
+    /// Automatic restarts before a plugin is disabled.
+    pub max_restarts: u32,
+    /// Consecutive crashes before a plugin is disabled.
+    pub max_crashes: u32,
+    /// Period of the health monitor.
+    pub health_interval: Duration,
+    /// Operator grants: plugin name → scopes; absent names keep their declared scopes.
+    pub grants: BTreeMap<String, ScopeSet>,
+}
+
+impl ManagerSettings {
+    /// Settings from the `[plugins]` section.
+    pub fn from_config(config: &PluginsConfig) -> Self {
+        let grants = config
+            .grants
+            .iter()
+            .map(|(name, scopes)| {
+                let owner = format!("plugins.grants.{name}");
+                (name.clone(), ScopeSet::parse_lossy(&owner, scopes).0)
+            })
+            .collect();
+        ManagerSettings {
+            init_timeout: config.init_timeout(),
+            call_timeout: config.call_timeout(),
+            timeout_restart_threshold: config.timeout_restart_threshold.max(1),
+            health_restart_threshold: config.health_restart_threshold.max(1),
+            max_restarts: config.max_restarts,
+            max_crashes: config.max_crashes.max(1),
+            health_interval: Duration::try_from_secs_f64(config.health_interval_sec)
+                .unwrap_or(Duration::from_secs(30)),
+            grants,
+        }
+    }
+
+    pub(super) fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            timeout_restart_threshold: self.timeout_restart_threshold,
+            health_restart_threshold: self.health_restart_threshold,
+            max_restarts: self.max_restarts,
+            max_crashes: self.max_crashes,
+        }
+    }
+
+    /// The scopes a plugin gets: declared ∩ v1 ∩ granted (`plugins.grants`; a plugin not
+    /// named there keeps what it declares).
+    pub fn effective_scopes(&self, manifest: &nebula_plugin_api::PluginManifest) -> ScopeSet {
+        let declared = manifest.declared_scopes();
+        match self.grants.get(&manifest.name) {
+            Some(granted) => declared.intersection(granted),
+            None => declared,
+        }
+    }
+}
