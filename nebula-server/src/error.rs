@@ -6,7 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use nebula_core::auth::AuthError;
-use nebula_core::manager::Method;
+use nebula_core::manager::{CallFailure, Method};
 use nebula_core::{ManagerError, StorageError};
 use nebula_plugin_api::{ErrorKind, PluginError};
 use serde_json::json;
@@ -106,15 +106,21 @@ impl From<ManagerError> for ApiError {
             ManagerError::NotFound(_) => ApiError::NotFound(text),
             ManagerError::Disabled(_) | ManagerError::SyncInProgress(_) => ApiError::Conflict(text),
             ManagerError::NotReady { .. } => ApiError::Unavailable(text),
-            ManagerError::Timeout { .. } => ApiError::Timeout(text),
-            ManagerError::Panicked { .. } => ApiError::PluginFailed(text),
-            // Only a sync has caller input; any other method's "invalid input" is the plugin's
-            // own failure.
-            ManagerError::Plugin { source, method, .. } => match source.kind() {
-                ErrorKind::InvalidInput if method == Method::SyncUsers => ApiError::Invalid(text),
-                ErrorKind::Unavailable => ApiError::BadGateway(text),
-                ErrorKind::Timeout => ApiError::Timeout(text),
-                _ => ApiError::PluginFailed(text),
+            ManagerError::Call {
+                failure, method, ..
+            } => match failure {
+                CallFailure::TimedOut(_) => ApiError::Timeout(text),
+                CallFailure::Panicked(_) => ApiError::PluginFailed(text),
+                // Only a sync has caller input; any other method's "invalid input" is the
+                // plugin's own failure.
+                CallFailure::Error(source) => match source.kind() {
+                    ErrorKind::InvalidInput if method == Method::SyncUsers => {
+                        ApiError::Invalid(text)
+                    }
+                    ErrorKind::Unavailable => ApiError::BadGateway(text),
+                    ErrorKind::Timeout => ApiError::Timeout(text),
+                    _ => ApiError::PluginFailed(text),
+                },
             },
             ManagerError::Storage(s) => s.into(),
         }

@@ -66,10 +66,10 @@ fn real_sync() -> SyncRequest {
 fn counters(r: &PluginRecord) -> (PluginStatus, u32, u32, u32, u32) {
     (
         r.status,
-        r.consecutive_timeouts,
-        r.consecutive_health_failures,
-        r.consecutive_crashes,
-        r.restart_count,
+        r.counters.consecutive_timeouts,
+        r.counters.consecutive_health_failures,
+        r.counters.consecutive_crashes,
+        r.counters.restart_count,
     )
 }
 
@@ -182,7 +182,7 @@ async fn a_plugin_that_hangs_forever_goes_unresponsive_is_restarted_then_disable
     );
     let r = core.plugins().start(FAULTY).await.unwrap();
     assert_eq!(
-        (r.status, r.auto_restarts, r.enabled),
+        (r.status, r.counters.auto_restarts, r.enabled),
         (Initialized, 0, true)
     );
     core.shutdown().await;
@@ -321,7 +321,7 @@ async fn a_plugin_that_always_fails_uses_its_restart_budget_then_is_disabled() {
         ]
     );
     assert_eq!(calls.inits.load(Ordering::SeqCst), 4);
-    assert_eq!(rec(&core).restart_count, 3);
+    assert_eq!(rec(&core).counters.restart_count, 3);
     core.shutdown().await;
     drop(core);
     let (core, _) = engine(dir.path(), Fault::AlwaysFail).await;
@@ -362,7 +362,7 @@ async fn a_panic_in_shutdown_is_contained_on_restart_stop_and_engine_shutdown() 
     let dir = tempfile::tempdir().unwrap();
     let (core, calls) = engine(dir.path(), Fault::PanicInShutdown).await;
     let r = core.plugins().restart(FAULTY).await.unwrap();
-    assert_eq!((r.status, r.restart_count), (Initialized, 1));
+    assert_eq!((r.status, r.counters.restart_count), (Initialized, 1));
     // The old instance's panic is counted; the fresh instance starts with a clean record.
     assert!(r.error.is_empty(), "{}", r.error);
     assert_eq!(
@@ -380,7 +380,10 @@ async fn a_panic_in_shutdown_is_contained_on_restart_stop_and_engine_shutdown() 
         3
     );
     // The good plugin was never disturbed.
-    assert_eq!(core.plugins().record(GOOD).unwrap().restart_count, 0);
+    assert_eq!(
+        core.plugins().record(GOOD).unwrap().counters.restart_count,
+        0
+    );
 }
 
 /// Events are stored by a background task; wait (virtually) until the stored names (newest

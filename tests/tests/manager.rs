@@ -5,6 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nebula_core::manager::CallFailure;
 use nebula_core::{ManagerError, NebulaCore, PluginDescriptor, PluginStatus};
 use nebula_plugin_api::SyncRequest;
 use nebula_tests as _;
@@ -43,7 +44,13 @@ async fn bad_plugins_end_in_the_right_states_and_the_good_one_keeps_answering() 
     // An error from health: degraded with the error text.
     let err = plugins.health("fails_health").await.unwrap_err();
     assert!(
-        matches!(err, ManagerError::Plugin { .. }),
+        matches!(
+            err,
+            ManagerError::Call {
+                failure: CallFailure::Error(_),
+                ..
+            }
+        ),
         "expected a plugin error, got {err:?}"
     );
     let rec = plugins.record("fails_health").unwrap();
@@ -53,7 +60,7 @@ async fn bad_plugins_end_in_the_right_states_and_the_good_one_keeps_answering() 
         "{}",
         rec.error
     );
-    assert_eq!(rec.consecutive_health_failures, 1);
+    assert_eq!(rec.counters.consecutive_health_failures, 1);
 
     // A panic in sync_users: crashed, the caller gets the message.
     let err = plugins
@@ -63,7 +70,7 @@ async fn bad_plugins_end_in_the_right_states_and_the_good_one_keeps_answering() 
     assert!(err.to_string().contains("sync exploded"), "{err}");
     let rec = plugins.record("fails_health").unwrap();
     assert_eq!(rec.status, PluginStatus::Crashed);
-    assert_eq!(rec.consecutive_crashes, 1);
+    assert_eq!(rec.counters.consecutive_crashes, 1);
 
     // The good plugin is healthy.
     plugins.health("well_behaved").await.unwrap();
@@ -121,7 +128,10 @@ async fn a_hanging_call_times_out_on_time_while_others_keep_answering() {
 
     let (elapsed, result) = hanging.await.unwrap();
     match result {
-        Err(ManagerError::Timeout { after, .. }) => assert_eq!(after, timeout),
+        Err(ManagerError::Call {
+            failure: CallFailure::TimedOut(after),
+            ..
+        }) => assert_eq!(after, timeout),
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(
@@ -134,7 +144,7 @@ async fn a_hanging_call_times_out_on_time_while_others_keep_answering() {
     );
     let rec = core.plugins().record("hangs_in_sync").unwrap();
     assert_eq!(rec.status, PluginStatus::Degraded);
-    assert_eq!(rec.consecutive_timeouts, 1);
+    assert_eq!(rec.counters.consecutive_timeouts, 1);
     assert!(
         rec.error.contains("timed out after 1.000s"),
         "{}",
@@ -165,10 +175,22 @@ async fn a_second_real_sync_is_refused_while_one_runs_but_dry_runs_are_not() {
         .sync_users("hangs_in_sync", SyncRequest::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, ManagerError::Timeout { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ManagerError::Call {
+                failure: CallFailure::TimedOut(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(matches!(
         first.await.unwrap(),
-        Err(ManagerError::Timeout { .. })
+        Err(ManagerError::Call {
+            failure: CallFailure::TimedOut(_),
+            ..
+        })
     ));
     core.shutdown().await;
 }
@@ -192,7 +214,7 @@ async fn stop_persists_across_engine_rebuilds_and_start_brings_it_back() {
     assert_eq!(rec.status, PluginStatus::Initialized);
     core.plugins().health("well_behaved").await.unwrap();
     let rec = core.plugins().restart("well_behaved").await.unwrap();
-    assert_eq!(rec.restart_count, 1);
+    assert_eq!(rec.counters.restart_count, 1);
     assert_eq!(rec.status, PluginStatus::Initialized);
     core.shutdown().await;
 

@@ -7,8 +7,8 @@ use std::time::Instant;
 use nebula_plugin_api::{JsonObject, Plugin, PluginError, SyncRequest};
 use serde_json::json;
 
-use super::record::Observation;
 use super::slot::{CallTicket, PluginSlot};
+use super::state::Observation;
 use super::stats::Outcome;
 use super::{guarded, CallFailure, ManagerError, Method, PluginManager};
 use crate::storage::unix_now;
@@ -119,7 +119,11 @@ impl PluginManager {
                 failure: &failure,
             },
         );
-        ManagerError::from_failure(&slot.name, ticket.method, failure)
+        ManagerError::Call {
+            name: slot.name.clone(),
+            method: ticket.method,
+            failure,
+        }
     }
 
     /// Applies an observation to the slot's record and publishes a state change as the event
@@ -149,7 +153,7 @@ impl PluginManager {
                 if ticket.generation != st.generation {
                     return;
                 }
-                st.record.last_call_ms = Some(ticket.elapsed.as_secs_f64() * 1000.0);
+                st.state.last_call_ms = Some(ticket.elapsed.as_secs_f64() * 1000.0);
                 if observation.is_success() && ticket.failures_before != st.failures_seen {
                     return;
                 }
@@ -157,13 +161,13 @@ impl PluginManager {
             if failed {
                 st.failures_seen += 1;
             }
-            let before = st.record.status;
-            st.record
+            let before = st.state.status;
+            st.state
                 .observe(observation, unix_now(), self.settings.thresholds());
-            (before != st.record.status).then(|| {
+            (before != st.state.status).then(|| {
                 (
-                    st.record.status,
-                    json!({"message": st.record.message, "error": st.record.error}),
+                    st.state.status,
+                    json!({"message": st.state.message, "error": st.state.error}),
                 )
             })
         };

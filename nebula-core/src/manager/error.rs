@@ -1,9 +1,5 @@
 //! Why a manager operation failed.
 
-use std::time::Duration;
-
-use nebula_plugin_api::PluginError;
-
 use super::{CallFailure, Method, PluginStatus};
 use crate::storage::StorageError;
 
@@ -29,60 +25,17 @@ pub enum ManagerError {
         /// Why.
         error: String,
     },
-    /// The call did not finish in time.
-    #[error("plugin '{name}' {method} timed out after {:.3}s", after.as_secs_f64())]
-    Timeout {
+    /// The call failed, panicked or timed out: the one failure type of a plugin call.
+    #[error("plugin '{name}' {}", failure.describe(*method))]
+    Call {
         /// The plugin.
         name: String,
         /// The method.
         method: Method,
-        /// The bound that elapsed.
-        after: Duration,
-    },
-    /// The plugin panicked.
-    #[error("plugin '{name}' panicked in {method}: {message}")]
-    Panicked {
-        /// The plugin.
-        name: String,
-        /// The method.
-        method: Method,
-        /// The panic message.
-        message: String,
-    },
-    /// The plugin returned an error.
-    #[error("plugin '{name}' {method} failed: {source}")]
-    Plugin {
-        /// The plugin.
-        name: String,
-        /// The method.
-        method: Method,
-        /// What it returned.
-        source: PluginError,
+        /// What went wrong.
+        failure: CallFailure,
     },
     /// The plugin-state table could not be read or written.
     #[error(transparent)]
     Storage(#[from] StorageError),
-}
-
-impl ManagerError {
-    pub(super) fn from_failure(name: &str, method: Method, failure: CallFailure) -> Self {
-        let name = name.to_owned();
-        match failure {
-            CallFailure::Error(source) => ManagerError::Plugin {
-                name,
-                method,
-                source,
-            },
-            CallFailure::Panicked(message) => ManagerError::Panicked {
-                name,
-                method,
-                message,
-            },
-            CallFailure::TimedOut(after) => ManagerError::Timeout {
-                name,
-                method,
-                after,
-            },
-        }
-    }
 }

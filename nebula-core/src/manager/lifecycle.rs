@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use nebula_plugin_api::{Plugin, PluginContext};
 
-use super::record::{Observation, NOT_INITIALIZED};
 use super::slot::{CallTicket, PluginSlot};
+use super::state::{Observation, NOT_INITIALIZED};
 use super::stats::Outcome;
 use super::{guarded, ManagerError, Method, PluginManager, PluginRecord, PluginStats};
 use crate::storage::unix_now;
@@ -87,8 +87,8 @@ impl PluginManager {
             let error = failure.describe(Method::Shutdown);
             tracing::warn!(plugin = %slot.name, %error, "plugin shutdown failed");
             let mut st = slot.state.lock();
-            st.record.error = error;
-            st.record.updated_at = unix_now();
+            st.state.error = error;
+            st.state.updated_at = unix_now();
         }
     }
 
@@ -138,7 +138,7 @@ impl PluginManager {
         let slot = self.slot(name)?;
         let _life = slot.lifecycle.lock().await;
         slot.loadable()?;
-        if !slot.state.lock().record.enabled {
+        if !slot.state.lock().state.enabled {
             return Err(ManagerError::Disabled(name.to_owned()));
         }
         self.reinitialize_locked(&slot).await;
@@ -157,9 +157,9 @@ impl PluginManager {
     pub fn stats(&self, name: &str) -> Result<PluginStats, ManagerError> {
         let slot = self.slot(name)?;
         let st = slot.state.lock();
-        let r = &st.record;
+        let r = &st.state;
         Ok(PluginStats {
-            plugin: r.name.clone(),
+            plugin: slot.name.clone(),
             status: r.status,
             enabled: r.enabled,
             uptime_sec: st
@@ -168,11 +168,7 @@ impl PluginManager {
                 .then_some(r.initialized_at)
                 .filter(|t| *t > NOT_INITIALIZED)
                 .map(|t| (unix_now() - t).max(0.0)),
-            consecutive_timeouts: r.consecutive_timeouts,
-            consecutive_health_failures: r.consecutive_health_failures,
-            consecutive_crashes: r.consecutive_crashes,
-            restart_count: r.restart_count,
-            auto_restarts: r.auto_restarts,
+            counters: r.counters,
             last_call_ms: r.last_call_ms,
             methods: st.stats.snapshot(),
         })
@@ -184,9 +180,9 @@ impl PluginManager {
         let all = slots.iter().map(|slot| async move {
             self.retire(slot).await;
             let mut st = slot.state.lock();
-            if st.record.enabled {
-                st.record.message = "shut down".into();
-                st.record.updated_at = unix_now();
+            if st.state.enabled {
+                st.state.message = "shut down".into();
+                st.state.updated_at = unix_now();
             }
         });
         futures::future::join_all(all).await;

@@ -22,6 +22,7 @@ mod record;
 mod rescan;
 mod settings;
 mod slot;
+mod state;
 mod state_store;
 mod stats;
 
@@ -38,7 +39,7 @@ pub use discovery::{
 pub use error::ManagerError;
 pub use external::{ExternalConnector, ExternalPluginsProvider};
 pub use guard::guarded;
-pub use record::{CallFailure, Method, PluginRecord, PluginSource, PluginStatus};
+pub use record::{CallFailure, Counters, Method, PluginRecord, PluginSource, PluginStatus};
 pub use settings::ManagerSettings;
 pub use stats::{MethodSnapshot, PluginStats};
 

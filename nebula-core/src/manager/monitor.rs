@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::record::{Observation, PolicyAction};
 use super::slot::PluginSlot;
+use super::state::{Observation, PolicyAction};
 use super::{PluginManager, PluginStatus};
 
 impl PluginManager {
@@ -18,10 +18,10 @@ impl PluginManager {
         let (enabled, loadable, has_instance, crashed) = {
             let st = slot.state.lock();
             (
-                st.record.enabled,
+                st.state.enabled,
                 st.descriptor.is_some(),
                 st.instance.is_some(),
-                st.record.status == PluginStatus::Crashed,
+                st.state.status == PluginStatus::Crashed,
             )
         };
         if !enabled || !loadable {
@@ -67,7 +67,7 @@ impl PluginManager {
     /// What the policy says about the slot as it is now.
     pub(super) fn policy_of(&self, slot: &PluginSlot) -> PolicyAction {
         let st = slot.state.lock();
-        st.record
+        st.state
             .policy(st.instance.is_some(), self.settings.thresholds())
     }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use nebula_plugin_api::ScopeSet;
 
 use super::discovery::discover_all;
-use super::record::Observation;
+use super::slot::PluginIdentity;
 use super::slot::PluginSlot;
+use super::state::Observation;
 use super::{ManagerError, PluginManager, PluginRecord};
 use crate::storage::StorageError;
 
@@ -61,12 +62,7 @@ impl PluginManager {
                 {
                     let mut st = slot.state.lock();
                     st.descriptor = Some(descriptor.clone());
-                    st.record.source = descriptor.source;
-                    st.record.version = descriptor.manifest.version.clone();
-                    st.record.description = descriptor.manifest.description.clone();
-                    st.record.api_version = descriptor.manifest.api_version.clone();
-                    st.record.origin = descriptor.origin.clone();
-                    st.record.scopes = scopes.names();
+                    st.identity = PluginIdentity::of(Some(descriptor));
                     st.scopes = scopes;
                 }
                 to_start.push(slot);

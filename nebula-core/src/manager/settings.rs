@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nebula_plugin_api::ScopeSet;
 
-use super::record::Thresholds;
+use super::state::Thresholds;
 use crate::config::PluginsConfig;
 
 /// Timeouts, thresholds and grants, taken from `[plugins]`.

@@ -7,9 +7,9 @@ use std::time::Duration;
 use nebula_plugin_api::{Plugin, ScopeSet};
 use parking_lot::Mutex;
 
-use super::record::NOT_INITIALIZED;
+use super::state::PluginState;
 use super::stats::CallStats;
-use super::{ManagerError, Method, PluginDescriptor, PluginRecord, PluginSource, PluginStatus};
+use super::{ManagerError, Method, PluginDescriptor, PluginRecord, PluginSource};
 use crate::storage::unix_now;
 
 /// One plugin known to the manager.
@@ -29,66 +29,85 @@ pub(super) struct SlotState {
     /// `None` when the plugin cannot be loaded (bad manifest, duplicate).
     pub(super) descriptor: Option<PluginDescriptor>,
     pub(super) scopes: ScopeSet,
+    /// What the record shows of where the plugin comes from.
+    pub(super) identity: PluginIdentity,
     pub(super) instance: Option<Arc<dyn Plugin>>,
     pub(super) generation: u64,
     /// Failures recorded so far. A call notes the count when it starts; a success that
     /// finishes after a failure was recorded meanwhile is stale and changes no state.
     pub(super) failures_seen: u64,
-    pub(super) record: PluginRecord,
+    pub(super) state: PluginState,
     pub(super) stats: CallStats,
+}
+
+/// Where a plugin comes from, as its record shows it. Kept from the last descriptor when a
+/// rescan finds the plugin unloadable, so a broken external plugin still says `grpc`.
+#[derive(Debug, Clone)]
+pub(super) struct PluginIdentity {
+    pub(super) source: PluginSource,
+    pub(super) api_version: String,
+    pub(super) version: String,
+    pub(super) description: String,
+    pub(super) origin: String,
+}
+
+impl PluginIdentity {
+    pub(super) fn of(descriptor: Option<&PluginDescriptor>) -> Self {
+        match descriptor {
+            Some(d) => PluginIdentity {
+                source: d.source,
+                api_version: d.manifest.api_version.clone(),
+                version: d.manifest.version.clone(),
+                description: d.manifest.description.clone(),
+                origin: d.origin.clone(),
+            },
+            None => PluginIdentity {
+                source: PluginSource::InProcess,
+                api_version: nebula_plugin_api::PLUGIN_API_VERSION.to_owned(),
+                version: String::new(),
+                description: String::new(),
+                origin: String::new(),
+            },
+        }
+    }
+}
+
+impl SlotState {
+    /// The admin's view of this state.
+    pub(super) fn view(&self, name: &str) -> PluginRecord {
+        let (id, st) = (&self.identity, &self.state);
+        PluginRecord {
+            name: name.to_owned(),
+            source: id.source,
+            api_version: id.api_version.clone(),
+            version: id.version.clone(),
+            description: id.description.clone(),
+            scopes: self.scopes.names(),
+            status: st.status,
+            message: st.message.clone(),
+            error: st.error.clone(),
+            initialized_at: st.initialized_at,
+            updated_at: st.updated_at,
+            enabled: st.enabled,
+            origin: id.origin.clone(),
+            counters: st.counters,
+            last_call_ms: st.last_call_ms,
+        }
+    }
 }
 
 impl PluginSlot {
     pub(super) fn new(name: &str, descriptor: Option<PluginDescriptor>, scopes: ScopeSet) -> Self {
-        let now = unix_now();
-        let (source, version, description, api_version, origin) = match &descriptor {
-            Some(d) => (
-                d.source,
-                d.manifest.version.clone(),
-                d.manifest.description.clone(),
-                d.manifest.api_version.clone(),
-                d.origin.clone(),
-            ),
-            None => (
-                PluginSource::InProcess,
-                String::new(),
-                String::new(),
-                nebula_plugin_api::PLUGIN_API_VERSION.to_owned(),
-                String::new(),
-            ),
-        };
-        let record = PluginRecord {
-            name: name.to_owned(),
-            source,
-            api_version,
-            version,
-            description,
-            scopes: scopes.names(),
-            status: PluginStatus::Initialized,
-            message: "discovered".into(),
-            error: String::new(),
-            initialized_at: NOT_INITIALIZED,
-            updated_at: now,
-            enabled: true,
-            origin,
-            consecutive_timeouts: 0,
-            consecutive_health_failures: 0,
-            consecutive_crashes: 0,
-            restart_count: 0,
-            auto_restarts: 0,
-            last_call_ms: None,
-            last_auto_restart_at: None,
-            retry_is_useless: false,
-        };
         PluginSlot {
             name: name.to_owned(),
             state: Mutex::new(SlotState {
+                identity: PluginIdentity::of(descriptor.as_ref()),
                 descriptor,
                 scopes,
                 instance: None,
                 generation: 0,
                 failures_seen: 0,
-                record,
+                state: PluginState::discovered(unix_now()),
                 stats: CallStats::default(),
             }),
             lifecycle: tokio::sync::Mutex::new(()),
@@ -101,21 +120,22 @@ impl PluginSlot {
     /// disabled and unloaded plugins.
     pub(super) fn ready(&self) -> Result<(Arc<dyn Plugin>, u64, u64), ManagerError> {
         let st = self.state.lock();
-        if !st.record.enabled {
+        if !st.state.enabled {
             return Err(ManagerError::Disabled(self.name.clone()));
         }
         match &st.instance {
             Some(instance) => Ok((instance.clone(), st.generation, st.failures_seen)),
             None => Err(ManagerError::NotReady {
                 name: self.name.clone(),
-                status: st.record.status,
-                error: st.record.error.clone(),
+                status: st.state.status,
+                error: st.state.error.clone(),
             }),
         }
     }
 
     pub(super) fn record(&self) -> PluginRecord {
-        self.state.lock().record.clone()
+        let st = self.state.lock();
+        st.view(&self.name)
     }
 
     /// Refuses lifecycle operations on a plugin that cannot be loaded at all.
@@ -126,8 +146,8 @@ impl PluginSlot {
         } else {
             Err(ManagerError::NotReady {
                 name: self.name.clone(),
-                status: st.record.status,
-                error: st.record.error.clone(),
+                status: st.state.status,
+                error: st.state.error.clone(),
             })
         }
     }

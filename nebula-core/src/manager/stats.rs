@@ -130,16 +130,9 @@ pub struct PluginStats {
     pub enabled: bool,
     /// Seconds since the current instance initialised; null without one.
     pub uptime_sec: Option<f64>,
-    /// Timeouts in a row.
-    pub consecutive_timeouts: u32,
-    /// Failed health checks in a row.
-    pub consecutive_health_failures: u32,
-    /// Panics in a row.
-    pub consecutive_crashes: u32,
-    /// All restarts.
-    pub restart_count: u32,
-    /// Automatic restarts in the current budget.
-    pub auto_restarts: u32,
+    /// The lifecycle counters, as in the record (flattened into the JSON).
+    #[serde(flatten)]
+    pub counters: super::Counters,
     /// Duration of the last call.
     pub last_call_ms: Option<f64>,
     /// Per method (`initialize`, `health`, `sync_users`, `shutdown`).
