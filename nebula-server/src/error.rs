@@ -35,7 +35,7 @@ pub enum ApiError {
     /// Plugin disabled, or a real sync already running (409).
     #[error("{0}")]
     Conflict(String),
-    /// Too many failed logins (429 with `Retry-After`).
+    /// Too many failed logins or token attempts (429 with `Retry-After`).
     #[error("{message}")]
     RateLimited {
         /// The detail.
@@ -146,11 +146,12 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::InvalidCredentials => ApiError::Unauthorized(e.to_string()),
-            AuthError::RateLimited { retry_after } => ApiError::RateLimited {
+            AuthError::RateLimited { retry_after }
+            | AuthError::TooManyTokenAttempts { retry_after } => ApiError::RateLimited {
                 message: e.to_string(),
                 retry_after,
             },
-            AuthError::InvalidSession => ApiError::Forbidden,
+            AuthError::InvalidSession | AuthError::InvalidToken => ApiError::Forbidden,
             AuthError::Storage(s) => s.into(),
             AuthError::Hashing(m) => ApiError::Internal(m),
         }

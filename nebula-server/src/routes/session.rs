@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::SESSION_COOKIE;
+use crate::auth::{client_address, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::extract::Body;
 use crate::state::AppState;
@@ -29,7 +29,7 @@ pub(crate) async fn login(
     let LoginBody { username, password } = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Invalid(format!("invalid body: {e}")))?;
     // Behind a reverse proxy this is the proxy's address; see docs/HTTP_API.md.
-    let client = req.peer_addr().map(|a| a.ip());
+    let client = client_address(&req);
     let auth = state.auth.clone();
     let who = username.clone();
     let session = state
