@@ -17,6 +17,10 @@ pub enum ApiError {
     /// No valid credentials (403, also for routes that do not exist under `/system/`).
     #[error("Forbidden")]
     Forbidden,
+    /// A cookie-authenticated request refused by the browser-safety rule (403, SPEC §11: a
+    /// state change must be JSON and come from the server's own origin); the text says why.
+    #[error("{0}")]
+    CrossSite(String),
     /// Login failed (401).
     #[error("{0}")]
     Unauthorized(String),
@@ -70,7 +74,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::CrossSite(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,

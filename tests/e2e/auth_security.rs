@@ -1,8 +1,9 @@
 //! Security of authentication on the real binary (issue 8): login and token rate limits per
-//! client address.
+//! client address, and the browser-safety rule of cookie sessions (SPEC §11).
 //!
-//! Requests that must come from another address (127.0.0.2) are written by hand over a
-//! socket bound to that address ([`raw`]).
+//! Requests that must come from another address (127.0.0.2) or carry headers ureq will not
+//! send as given (`Content-Type: text/plain`) are written by hand over a socket bound to that
+//! address ([`raw`]).
 
 mod support;
 
@@ -209,6 +210,13 @@ fn session_of(login: &Raw) -> String {
     format!("nebula_session={value}")
 }
 
+/// `Cookie: nebula_session=…` of a fresh login from the owner's address.
+fn staff_cookie(server: &Server) -> String {
+    let login = login_from(server, OWNER, "admin", STAFF_PASSWORD);
+    assert_eq!(login.status, 200, "{login:?}");
+    session_of(&login)
+}
+
 #[test]
 fn failed_logins_from_one_address_lock_only_that_address_and_slow_the_username() {
     let dir = tempfile::tempdir().unwrap();
@@ -323,4 +331,250 @@ fn wrong_tokens_are_limited_per_address() {
         b"",
     );
     assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+/// Whether `sample_sync` is enabled, and how many sync events it has emitted.
+fn plugin_state(server: &Server) -> (bool, usize) {
+    let list = server.get("/system/plugins");
+    let record = list.body["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "sample_sync")
+        .unwrap()
+        .clone();
+    let events = server.get("/system/events?prefix=plugin.sample_sync.");
+    let count = events.body["events"].as_array().unwrap().len();
+    (record["enabled"] == json!(true), count)
+}
+
+#[test]
+fn cookie_state_changes_must_be_json_from_the_servers_own_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_admin(dir.path(), &[]);
+    let cookie = staff_cookie(&server);
+    let token = server.token();
+    let own = server.base.clone();
+    let stop = br#"{"action": "stop"}"#;
+    let real_sync = br#"{"dry_run": false}"#;
+    let action = "/system/plugins/sample_sync/action";
+    let sync = "/system/plugins/sample_sync/sync-users";
+    let json_type = ("Content-Type", "application/json");
+    let post = |path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let mut all = vec![("Cookie", cookie.as_str())];
+        all.extend_from_slice(headers);
+        raw(&server, OWNER, "POST", path, &all, body)
+    };
+    assert_eq!(plugin_state(&server), (true, 0));
+
+    // Refused: 403 with a detail that says why, and nothing happened.
+    // (what, path, headers, body, a word of the detail)
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a [u8], &'a str);
+    let refused: Vec<Case> = vec![
+        (
+            "foreign Origin",
+            action,
+            vec![json_type, ("Origin", "http://evil.example")],
+            stop,
+            "cross-origin",
+        ),
+        (
+            "another port of the same host",
+            action,
+            vec![json_type, ("Origin", "http://127.0.0.1:1")],
+            stop,
+            "cross-origin",
+        ),
+        (
+            "Origin null",
+            sync,
+            vec![json_type, ("Origin", "null")],
+            real_sync,
+            "cross-origin",
+        ),
+        (
+            "foreign Referer",
+            sync,
+            vec![json_type, ("Referer", "http://evil.example/page.html")],
+            real_sync,
+            "Referer",
+        ),
+        (
+            "text/plain form, foreign Origin",
+            sync,
+            vec![
+                ("Content-Type", "text/plain"),
+                ("Origin", "http://evil.example"),
+            ],
+            real_sync,
+            "Content-Type: application/json",
+        ),
+        (
+            "text/plain, no Origin",
+            action,
+            vec![("Content-Type", "text/plain")],
+            stop,
+            "Content-Type: application/json",
+        ),
+        (
+            "form, same origin",
+            action,
+            vec![
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", own.as_str()),
+            ],
+            stop,
+            "Content-Type",
+        ),
+        ("no Content-Type", action, vec![], stop, "Content-Type"),
+    ];
+    for (what, path, headers, body, why) in &refused {
+        let answer = post(path, headers, body);
+        assert_eq!(answer.status, 403, "{what}: {answer:?}");
+        assert!(answer.detail().contains(why), "{what}: {answer:?}");
+        assert_eq!(plugin_state(&server), (true, 0), "{what}: something ran");
+    }
+    let answer = post(
+        "/system/plugins/rescan",
+        &[("Origin", "http://evil.example")],
+        b"",
+    );
+    assert_eq!(answer.status, 403, "rescan without a body: {answer:?}");
+
+    // Reads with the cookie are not affected, whatever the origin.
+    let read = raw(
+        &server,
+        OWNER,
+        "GET",
+        "/system/plugins",
+        &[("Cookie", &cookie), ("Origin", "http://evil.example")],
+        b"",
+    );
+    assert_eq!(read.status, 200, "{read:?}");
+
+    // The installer token is not affected: any Content-Type, any Origin.
+    let answer = raw(
+        &server,
+        OWNER,
+        "POST",
+        sync,
+        &[
+            ("X-Nebula-Token", &token),
+            ("Content-Type", "text/plain"),
+            ("Origin", "http://evil.example"),
+        ],
+        br#"{"dry_run": true}"#,
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+
+    // Same-origin JSON with the cookie works: by Origin, by Referer, or with neither (a client
+    // that is not a browser); with a charset parameter too.
+    let referer = format!("{own}/ui/plugins?x=1");
+    let accepted: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("same Origin", vec![json_type, ("Origin", own.as_str())]),
+        (
+            "same Referer",
+            vec![json_type, ("Referer", referer.as_str())],
+        ),
+        ("no Origin", vec![json_type]),
+        (
+            "charset",
+            vec![
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("Origin", own.as_str()),
+            ],
+        ),
+    ];
+    for (what, headers) in &accepted {
+        let answer = post(sync, headers, br#"{"dry_run": true}"#);
+        assert_eq!(answer.status, 200, "{what}: {answer:?}");
+    }
+    let answer = post(action, &[json_type, ("Origin", own.as_str())], stop);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(plugin_state(&server), (false, 0));
+    let answer = post(
+        action,
+        &[json_type, ("Origin", own.as_str())],
+        br#"{"action": "start"}"#,
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let answer = post(sync, &[json_type, ("Origin", own.as_str())], real_sync);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let (enabled, events) = plugin_state(&server);
+    assert!(enabled && events >= 2, "the real sync ran: {events} events");
+
+    // Login and logout refuse another origin's page too (login CSRF, forced logout), before
+    // any cookie is set or cleared.
+    for path in ["/auth/login", "/auth/logout"] {
+        let answer = raw(
+            &server,
+            OWNER,
+            "POST",
+            path,
+            &[json_type, ("Origin", "http://evil.example")],
+            &login_body("admin", STAFF_PASSWORD),
+        );
+        assert_eq!(answer.status, 403, "{path}: {answer:?}");
+        assert!(answer.detail().contains("cross-origin"), "{answer:?}");
+        assert!(answer.set_cookie().is_empty(), "{path}: {answer:?}");
+        let answer = raw(
+            &server,
+            OWNER,
+            "POST",
+            path,
+            &[json_type, ("Origin", own.as_str())],
+            &login_body("admin", STAFF_PASSWORD),
+        );
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+    }
+}
+
+#[test]
+fn a_configured_public_origin_is_the_only_one_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = "https://nebula.example.com";
+    let env = [(
+        "NEBULA__SERVER__PUBLIC_ORIGIN",
+        "HTTPS://Nebula.Example.com:443",
+    )];
+    let server = server_with_admin(dir.path(), &env);
+    let cookie = staff_cookie(&server);
+    let sync = "/system/plugins/sample_sync/sync-users";
+    let post = |origin: &str| {
+        raw(
+            &server,
+            OWNER,
+            "POST",
+            sync,
+            &[
+                ("Cookie", &cookie),
+                ("Content-Type", "application/json"),
+                ("Origin", origin),
+            ],
+            br#"{"dry_run": true}"#,
+        )
+    };
+    assert_eq!(post(public).status, 200);
+    // The origin of the Host the request was sent to is no longer the server's own.
+    let answer = post(&server.base);
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert!(
+        answer.detail().contains("'https://nebula.example.com'"),
+        "{answer:?}"
+    );
+    assert_eq!(post("http://nebula.example.com").status, 403);
+
+    // A value that is not an origin stops start-up with exit code 2, naming the key.
+    let bad_dir = tempfile::tempdir().unwrap();
+    let out = support::command(bad_dir.path())
+        .env("NEBULA__SERVER__BIND", "127.0.0.1:0")
+        .env(
+            "NEBULA__SERVER__PUBLIC_ORIGIN",
+            "https://nebula.example.com/admin",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.public_origin"), "{stderr}");
 }

@@ -1,8 +1,10 @@
-//! Authentication primitives: the installer token, staff passwords, signed sessions, and the
-//! rate limits on failed logins and token attempts. The HTTP server wires them to headers and
-//! cookies; nothing here knows HTTP.
+//! Authentication primitives: the installer token, staff passwords, signed sessions, the
+//! rate limits on failed logins and token attempts, and web origins (for the browser-safety
+//! rule of cookie sessions). The HTTP server wires them to headers and cookies; nothing here
+//! knows HTTP.
 
 mod limiter;
+mod origin;
 mod password;
 mod secrets;
 mod session;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 pub use limiter::{Admitted, LoginLimiter, RateLimits};
+pub use origin::{OriginError, WebOrigin};
 pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_LEN};
 pub use secrets::{load_or_generate_secret, Secret, SecretOrigin};
 pub use session::{IssuedSession, SessionCodec};

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{client_address, SESSION_COOKIE};
+use crate::auth::{client_address, SameOrigin, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::extract::Body;
 use crate::state::AppState;
@@ -21,9 +21,12 @@ struct LoginBody {
     password: String,
 }
 
+/// `SameOrigin` comes before `Body`: a login posted by another origin's page (login CSRF) is
+/// refused before its body is read.
 pub(crate) async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
+    _: SameOrigin,
     Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
     let LoginBody { username, password } = serde_json::from_slice(&body)
@@ -53,7 +56,8 @@ pub(crate) async fn login(
         .json(json!({ "status": "ok", "username": username, "expires_in": max_age })))
 }
 
-pub(crate) async fn logout(state: web::Data<AppState>) -> HttpResponse {
+/// Another origin's page cannot log the browser out either (`SameOrigin`).
+pub(crate) async fn logout(state: web::Data<AppState>, _: SameOrigin) -> HttpResponse {
     let mut cookie = Cookie::build(SESSION_COOKIE, "")
         .http_only(true)
         .same_site(SameSite::Lax)
