@@ -1,9 +1,10 @@
 //! Security of authentication on the real binary (issue 8): login and token rate limits per
-//! client address, and the browser-safety rule of cookie sessions (SPEC §11).
+//! client address, the browser-safety rule of cookie sessions (SPEC §11), and the login body
+//! limit.
 //!
 //! Requests that must come from another address (127.0.0.2) or carry headers ureq will not
-//! send as given (`Content-Type: text/plain`) are written by hand over a socket bound to that
-//! address ([`raw`]).
+//! send as given (`Content-Type: text/plain`, a chunked body) are written by hand over a
+//! socket bound to that address ([`raw`]).
 
 mod support;
 
@@ -577,4 +578,59 @@ fn a_configured_public_origin_is_the_only_one_accepted() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.public_origin"), "{stderr}");
+}
+
+#[test]
+fn login_bodies_have_their_own_small_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_admin(dir.path(), &[]);
+    let json_type = ("Content-Type", "application/json");
+    let big = login_body("admin", &"p".repeat(64 * 1024));
+
+    // Declared length over the limit: refused before a byte is read.
+    let started = Instant::now();
+    let answer = raw(&server, OWNER, "POST", "/auth/login", &[json_type], &big);
+    let declared = started.elapsed();
+    assert_eq!(answer.status, 413, "{answer:?}");
+    assert_eq!(
+        answer.detail(),
+        "body larger than the login body limit (4096 bytes)"
+    );
+
+    // Chunked, so no length is declared: refused once 4 KiB have arrived.
+    let mut request = format!(
+        "POST /auth/login HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        server_addr(&server)
+    )
+    .into_bytes();
+    for chunk in big.chunks(1024) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let started = Instant::now();
+    let answer = raw_bytes(&server, OWNER, &request);
+    let chunked = started.elapsed();
+    assert_eq!(answer.status, 413, "{answer:?}");
+    eprintln!("64 KiB login body: 413 in {declared:?} (declared), {chunked:?} (chunked)");
+    assert!(declared < Duration::from_secs(5) && chunked < Duration::from_secs(5));
+
+    // A login under the limit is a login (not a 413), and the limit is the login's alone.
+    let long = login_body("admin", &"p".repeat(3900));
+    assert!(long.len() <= 4096);
+    let answer = raw(&server, OWNER, "POST", "/auth/login", &[json_type], &long);
+    assert_eq!(answer.status, 401, "{answer:?}");
+    let token = server.token();
+    let sync_body = json!({"dry_run": true, "users": [{"username": "x".repeat(100), "email": "y".repeat(8000)}]});
+    let answer = raw(
+        &server,
+        OWNER,
+        "POST",
+        "/system/plugins/sample_sync/sync-users",
+        &[json_type, ("X-Nebula-Token", &token)],
+        sync_body.to_string().as_bytes(),
+    );
+    assert_ne!(answer.status, 413, "{answer:?}");
 }

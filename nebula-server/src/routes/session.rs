@@ -7,8 +7,15 @@ use serde_json::json;
 
 use crate::auth::{client_address, SameOrigin, SESSION_COOKIE};
 use crate::error::ApiError;
-use crate::extract::Body;
+use crate::extract::{Body, BodyLimit};
 use crate::state::AppState;
+
+/// The login body limit: a username and a password fit in far less, and nobody without
+/// credentials gets the server to buffer `server.max_body_bytes`.
+pub(crate) const LOGIN_BODY_LIMIT: BodyLimit = BodyLimit {
+    bytes: 4096,
+    name: "the login body limit",
+};
 
 pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
