@@ -1,10 +1,10 @@
 //! Security of authentication on the real binary (issue 8): login and token rate limits per
-//! client address, the browser-safety rule of cookie sessions (SPEC §11), and the login body
-//! limit.
+//! client address, the browser-safety rule of cookie sessions (SPEC §11), the login body
+//! limit, the cookie's `Secure` flag, and credentials checked before any body is read.
 //!
 //! Requests that must come from another address (127.0.0.2) or carry headers ureq will not
-//! send as given (`Content-Type: text/plain`, a chunked body) are written by hand over a
-//! socket bound to that address ([`raw`]).
+//! send as given (`Content-Type: text/plain`, a body shorter than its `Content-Length`) are
+//! written by hand over a socket bound to that address ([`raw`]).
 
 mod support;
 
@@ -633,4 +633,101 @@ fn login_bodies_have_their_own_small_limit() {
         sync_body.to_string().as_bytes(),
     );
     assert_ne!(answer.status, 413, "{answer:?}");
+}
+
+#[test]
+fn the_secure_flag_follows_server_cookie_secure() {
+    for (secure, env) in [
+        (false, vec![]),
+        (true, vec![("NEBULA__SERVER__COOKIE_SECURE", "true")]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server_with_admin(dir.path(), &env);
+        let login = server.login("admin", STAFF_PASSWORD);
+        assert_eq!(login.status, 200, "{login:?}");
+        let logout = server.request("POST", "/auth/logout", &[], None);
+        assert_eq!(logout.status, 200, "{logout:?}");
+        for (what, cookies) in [("login", &login.set_cookie), ("logout", &logout.set_cookie)] {
+            let cookie = cookies
+                .iter()
+                .find(|c| c.starts_with("nebula_session="))
+                .unwrap_or_else(|| panic!("{what}: no session cookie in {cookies:?}"));
+            let has_secure = cookie.split(';').any(|a| a.trim() == "Secure");
+            assert_eq!(
+                has_secure, secure,
+                "{what} with cookie_secure={secure}: {cookie}"
+            );
+            for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+                assert!(cookie.contains(attr), "{what}: {cookie}");
+            }
+        }
+    }
+}
+
+#[test]
+fn credentials_are_checked_before_the_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_admin(dir.path(), &[]);
+    let token = server.token();
+    let wrong = format!("{token}x");
+    let posts: Vec<String> = nebula_server::routes::system_route_list()
+        .into_iter()
+        .filter(|(method, _)| *method == "POST")
+        .map(|(_, path)| path.replace("{name}", "sample_sync"))
+        .collect();
+    assert!(posts.len() >= 3, "{posts:?}");
+    let json_type = ("Content-Type", "application/json");
+    for path in &posts {
+        // With valid credentials these bodies are refused by the body rules…
+        let answer = raw(
+            &server,
+            OWNER,
+            "POST",
+            path,
+            &[json_type, ("X-Nebula-Token", &token)],
+            br#"{"dry_run": "nope", "action": 1}"#,
+        );
+        if !path.ends_with("/rescan") {
+            assert_eq!(answer.status, 422, "{path}: {answer:?}");
+        }
+        // … without them, or with wrong ones, the answer is 403 whatever the body.
+        for (what, credentials) in [
+            ("none", vec![]),
+            ("wrong token", vec![("X-Nebula-Token", wrong.as_str())]),
+            (
+                "forged cookie",
+                vec![("Cookie", "nebula_session=v1.1.9999999999.x.y")],
+            ),
+        ] {
+            for body in [
+                &br#"{"dry_run": "nope", "action": 1}"#[..],
+                b"not json at all",
+            ] {
+                let mut headers = credentials.clone();
+                headers.push(json_type);
+                let answer = raw(&server, OWNER, "POST", path, &headers, body);
+                assert_eq!(answer.status, 403, "{path} with {what}: {answer:?}");
+                assert_eq!(answer.body, json!({"detail": "Forbidden"}));
+            }
+        }
+        // A body over the limit (declared, not sent) is not 413 but 403; a declared body that
+        // never arrives is answered at once, not after the 10 s body timeout (408).
+        for length in [9 * 1024 * 1024, 1000] {
+            let request = format!(
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+                 Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n{{",
+                server_addr(&server)
+            );
+            let started = Instant::now();
+            let answer = raw_bytes(&server, OWNER, request.as_bytes());
+            assert_eq!(
+                answer.status, 403,
+                "{path}, {length} bytes declared: {answer:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{path}: the body was waited for"
+            );
+        }
+    }
 }
