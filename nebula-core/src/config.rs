@@ -51,6 +51,21 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Mark the session cookie `Secure` (behind HTTPS).
     pub cookie_secure: bool,
+    /// The origin browsers use to reach the server (`scheme://host[:port]`), against which
+    /// cookie-authenticated state changes are checked; `None`: `http://` + the `Host` each
+    /// request was sent to. See [`ServerConfig::public_origin`].
+    pub public_origin: Option<String>,
+}
+
+impl ServerConfig {
+    /// `public_origin` parsed and normalised; the error names the key.
+    pub fn public_origin(&self) -> Result<Option<crate::auth::WebOrigin>, String> {
+        self.public_origin
+            .as_deref()
+            .map(crate::auth::WebOrigin::parse)
+            .transpose()
+            .map_err(|e| format!("server.public_origin: {e}"))
+    }
 }
 
 impl Default for ServerConfig {
@@ -59,6 +74,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8000".into(),
             max_body_bytes: 8 * 1024 * 1024,
             cookie_secure: false,
+            public_origin: None,
         }
     }
 }
@@ -274,6 +290,7 @@ impl NebulaConfig {
                 self.server.bind
             ));
         }
+        self.server.public_origin()?;
         if self.server.max_body_bytes < 1024 {
             return Err("server.max_body_bytes: must be at least 1024".into());
         }
@@ -390,6 +407,23 @@ mod tests {
     }
 
     #[test]
+    fn public_origin_is_an_origin_normalised_once() {
+        let c = NebulaConfig::load_from(None, no_env()).unwrap();
+        assert_eq!(c.server.public_origin(), Ok(None));
+        let f = file("[server]\npublic_origin = \"HTTPS://Nebula.Example.com:443\"\n");
+        let c = NebulaConfig::load_from(Some(f.path()), no_env()).unwrap();
+        let origin = c.server.public_origin().unwrap().unwrap();
+        assert_eq!(origin.to_string(), "https://nebula.example.com");
+        let env = vec![(
+            "NEBULA__SERVER__PUBLIC_ORIGIN".to_owned(),
+            "http://10.0.0.5:8000/admin".to_owned(),
+        )];
+        let err = NebulaConfig::load_from(None, env).unwrap_err().to_string();
+        assert!(err.contains("server.public_origin"), "{err}");
+        assert!(err.contains("http://10.0.0.5:8000/admin"), "{err}");
+    }
+
+    #[test]
     fn call_timeout_is_clamped_to_the_maximum() {
         let f = file("[plugins]\ncall_timeout_sec = 100\nmax_timeout_sec = 30\n");
         let c = NebulaConfig::load_from(Some(f.path()), no_env()).unwrap();
@@ -413,6 +447,14 @@ mod tests {
                 "plugins.health_interval_sec",
             ),
             ("[server]\nbind = \"nowhere\"\n", "server.bind"),
+            (
+                "[server]\npublic_origin = \"https://nebula.example.com/\"\n",
+                "server.public_origin",
+            ),
+            (
+                "[server]\npublic_origin = \"nebula.example.com\"\n",
+                "server.public_origin",
+            ),
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),
             ("[bogus]\nx = 1\n", "bogus"),
             ("[[plugins.external]]\nname = \"x\"\n", "endpoint"),

@@ -35,7 +35,7 @@ pub fn app(
 
     let mut app = App::new()
         .app_data(web::Data::new(state))
-        .app_data(BodyLimit(max_body_bytes))
+        .app_data(BodyLimit::server(max_body_bytes))
         .service(system);
     for resource in resources(public_routes()) {
         app = app.service(resource);
@@ -47,17 +47,24 @@ pub fn app(
 }
 
 /// One resource per path, so a known path with the wrong method answers 405 (actix's
-/// `Scope::route` would turn the method into a resource guard and answer 404).
+/// `Scope::route` would turn the method into a resource guard and answer 404). A route's own
+/// body limit is set on its resource, where it overrides the app's.
 fn resources(routes: Vec<RouteEntry>) -> Vec<Resource> {
     let mut by_path: Vec<(&'static str, Resource)> = Vec::new();
     for entry in routes {
-        match by_path.iter_mut().find(|(path, _)| *path == entry.path) {
-            Some((_, resource)) => {
-                let taken = std::mem::replace(resource, web::resource(entry.path));
-                *resource = taken.route(entry.route);
+        let index = match by_path.iter().position(|(path, _)| *path == entry.path) {
+            Some(index) => index,
+            None => {
+                by_path.push((entry.path, web::resource(entry.path)));
+                by_path.len() - 1
             }
-            None => by_path.push((entry.path, web::resource(entry.path).route(entry.route))),
+        };
+        let resource = &mut by_path[index].1;
+        let mut taken = std::mem::replace(resource, web::resource(entry.path)).route(entry.route);
+        if let Some(limit) = entry.body_limit {
+            taken = taken.app_data(limit);
         }
+        *resource = taken;
     }
     by_path.into_iter().map(|(_, resource)| resource).collect()
 }

@@ -17,6 +17,10 @@ pub enum ApiError {
     /// No valid credentials (403, also for routes that do not exist under `/system/`).
     #[error("Forbidden")]
     Forbidden,
+    /// A cookie-authenticated request refused by the browser-safety rule (403, SPEC §11: a
+    /// state change must be JSON and come from the server's own origin); the text says why.
+    #[error("{0}")]
+    CrossSite(String),
     /// Login failed (401).
     #[error("{0}")]
     Unauthorized(String),
@@ -35,7 +39,7 @@ pub enum ApiError {
     /// Plugin disabled, or a real sync already running (409).
     #[error("{0}")]
     Conflict(String),
-    /// Too many failed logins (429 with `Retry-After`).
+    /// Too many failed logins or token attempts (429 with `Retry-After`).
     #[error("{message}")]
     RateLimited {
         /// The detail.
@@ -72,7 +76,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::CrossSite(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -154,11 +158,12 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::InvalidCredentials => ApiError::Unauthorized(e.to_string()),
-            AuthError::RateLimited { retry_after } => ApiError::RateLimited {
+            AuthError::RateLimited { retry_after }
+            | AuthError::TooManyTokenAttempts { retry_after } => ApiError::RateLimited {
                 message: e.to_string(),
                 retry_after,
             },
-            AuthError::InvalidSession => ApiError::Forbidden,
+            AuthError::InvalidSession | AuthError::InvalidToken => ApiError::Forbidden,
             AuthError::Storage(s) => s.into(),
             AuthError::Hashing(m) => ApiError::Internal(m),
         }

@@ -120,9 +120,25 @@ impl QueryParams {
     }
 }
 
-/// The largest request body, set once on the app (`server.max_body_bytes`).
+/// The largest request body: `server.max_body_bytes` on the app, or a route's own smaller
+/// limit (the route table sets it on the resource).
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    /// Bytes.
+    pub bytes: usize,
+    /// What sets it, named in the `413` detail.
+    pub name: &'static str,
+}
+
+impl BodyLimit {
+    /// The app-wide limit, `server.max_body_bytes`.
+    pub const fn server(bytes: usize) -> Self {
+        BodyLimit {
+            bytes,
+            name: "server.max_body_bytes",
+        }
+    }
+}
 
 /// How long a client may take to send its whole body. The header timeout is actix's
 /// (`client_request_timeout`); this bounds a body trickled in slowly.
@@ -137,12 +153,12 @@ impl FromRequest for Body {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<BodyLimit>().map_or(8 * 1024 * 1024, |l| l.0);
-        let too_large = move || {
-            ApiError::PayloadTooLarge(format!(
-                "body larger than server.max_body_bytes ({limit} bytes)"
-            ))
-        };
+        let BodyLimit { bytes: limit, name } = req
+            .app_data::<BodyLimit>()
+            .copied()
+            .unwrap_or(BodyLimit::server(8 * 1024 * 1024));
+        let too_large =
+            move || ApiError::PayloadTooLarge(format!("body larger than {name} ({limit} bytes)"));
         // A declared length over the limit is refused before reading a byte.
         let declared = req
             .headers()

@@ -124,6 +124,14 @@ fn serve(loaded: LoadedConfig, runtime: &tokio::runtime::Runtime) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Already checked when the configuration was loaded; parsed once more to keep its value.
+    let public_origin = match config.server.public_origin() {
+        Ok(origin) => origin,
+        Err(message) => {
+            eprintln!("nebula-server: invalid configuration: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let secrets =
         load_secret(INSTALLER_TOKEN_ENV, &data_dir.join("installer_token")).and_then(|token| {
             load_secret(SESSION_SECRET_ENV, &data_dir.join("session_secret"))
@@ -169,7 +177,8 @@ fn serve(loaded: LoadedConfig, runtime: &tokio::runtime::Runtime) -> ExitCode {
         auth,
         runtime.handle().clone(),
         config.server.cookie_secure,
-    );
+    )
+    .with_public_origin(public_origin);
     let served = actix_rt::System::new().block_on(run_http(state, &config, file.as_deref()));
     tracing::info!("stopping plugins");
     runtime.block_on(core.shutdown());

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use nebula_core::auth::Authenticator;
+use nebula_core::auth::{Authenticator, WebOrigin};
 use nebula_core::NebulaCore;
 
 use crate::error::ApiError;
@@ -18,6 +18,9 @@ pub struct AppState {
     runtime: tokio::runtime::Handle,
     /// Mark the session cookie `Secure`.
     pub cookie_secure: bool,
+    /// `server.public_origin`: the origin cookie-authenticated state changes must come from;
+    /// `None`: the one of the `Host` each request was sent to.
+    pub public_origin: Option<WebOrigin>,
 }
 
 impl AppState {
@@ -33,7 +36,14 @@ impl AppState {
             auth,
             runtime,
             cookie_secure,
+            public_origin: None,
         }
+    }
+
+    /// The same state with `server.public_origin` set.
+    pub fn with_public_origin(mut self, origin: Option<WebOrigin>) -> Self {
+        self.public_origin = origin;
+        self
     }
 
     /// Runs engine work on the engine's runtime, not on the HTTP worker.

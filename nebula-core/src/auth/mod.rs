@@ -1,7 +1,10 @@
-//! Authentication primitives: the installer token, staff passwords, signed sessions, and the
-//! login rate limit. The HTTP server wires them to headers and cookies; nothing here knows HTTP.
+//! Authentication primitives: the installer token, staff passwords, signed sessions, the
+//! rate limits on failed logins and token attempts, and web origins (for the browser-safety
+//! rule of cookie sessions). The HTTP server wires them to headers and cookies; nothing here
+//! knows HTTP.
 
 mod limiter;
+mod origin;
 mod password;
 mod secrets;
 mod session;
@@ -12,7 +15,8 @@ use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
-pub use limiter::{LoginLimiter, RateLimits};
+pub use limiter::{Admitted, LoginLimiter, RateLimits};
+pub use origin::{OriginError, WebOrigin};
 pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_LEN};
 pub use secrets::{
     load_or_generate_secret, Secret, SecretError, SecretOrigin, CORE_SECRET_ENVS,
@@ -32,9 +36,18 @@ pub enum AuthError {
     /// Wrong username or password — deliberately the same whether the user exists or not.
     #[error("invalid username or password")]
     InvalidCredentials,
-    /// Too many failed logins.
+    /// Too many failed logins (for this username from this address, or from this address).
     #[error("too many failed logins; retry in {} s", retry_after.as_secs().max(1))]
     RateLimited {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The installer token presented is not the right one.
+    #[error("invalid installer token")]
+    InvalidToken,
+    /// Too many wrong installer tokens from this address.
+    #[error("too many failed token attempts from this address; retry in {} s", retry_after.as_secs().max(1))]
+    TooManyTokenAttempts {
         /// When to try again.
         retry_after: Duration,
     },
@@ -128,8 +141,26 @@ impl Authenticator {
         }
     }
 
-    /// Checks a staff login and issues a session. Failures are rate-limited per username and
-    /// per client address, and answer the same whether the user exists or not.
+    /// Checks an installer token presented by `client`, under the per-address limit on failed
+    /// attempts ([`LoginLimiter::token_attempt`]): `InvalidToken` when it is wrong (counted),
+    /// `TooManyTokenAttempts` when the address has used its allowance, even with the right
+    /// token. Every call is an attempt: callers skip a missing or empty header.
+    pub fn check_token(&self, presented: &str, client: Option<IpAddr>) -> Result<(), AuthError> {
+        let matched = self
+            .inner
+            .limiter
+            .token_attempt(client, || self.token_matches(presented))?;
+        if matched {
+            Ok(())
+        } else {
+            Err(AuthError::InvalidToken)
+        }
+    }
+
+    /// Checks a staff login and issues a session. Failures lock out the (username, client
+    /// address) pair and the address, and slow down the username from every address (the
+    /// delay is waited here, with a tokio timer, before the password is checked); see
+    /// [`LoginLimiter`]. Failures answer the same whether the user exists or not.
     pub async fn login(
         &self,
         username: &str,
@@ -137,7 +168,10 @@ impl Authenticator {
         client: Option<IpAddr>,
     ) -> Result<IssuedSession, AuthError> {
         let inner = &self.inner;
-        inner.limiter.attempt(username, client)?;
+        let Admitted { delay } = inner.limiter.attempt(username, client)?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let account = inner.accounts.by_username(username).await?;
         let hash = account
             .as_ref()

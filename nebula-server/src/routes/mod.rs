@@ -10,6 +10,8 @@ mod session;
 
 use actix_web::{web, Route};
 
+use crate::extract::BodyLimit;
+
 /// One route: method, path (relative to its scope) and the actix route.
 pub struct RouteEntry {
     /// HTTP method.
@@ -18,6 +20,8 @@ pub struct RouteEntry {
     pub path: &'static str,
     /// The handler.
     pub route: Route,
+    /// A body limit of its own, smaller than `server.max_body_bytes`.
+    pub body_limit: Option<BodyLimit>,
 }
 
 fn entry(method: &'static str, path: &'static str, route: Route) -> RouteEntry {
@@ -25,6 +29,7 @@ fn entry(method: &'static str, path: &'static str, route: Route) -> RouteEntry {
         method,
         path,
         route,
+        body_limit: None,
     }
 }
 
@@ -64,7 +69,10 @@ pub fn system_routes() -> Vec<RouteEntry> {
 pub fn public_routes() -> Vec<RouteEntry> {
     vec![
         entry("GET", "/healthz", web::get().to(session::healthz)),
-        entry("POST", "/auth/login", web::post().to(session::login)),
+        RouteEntry {
+            body_limit: Some(session::LOGIN_BODY_LIMIT),
+            ..entry("POST", "/auth/login", web::post().to(session::login))
+        },
         entry("POST", "/auth/logout", web::post().to(session::logout)),
     ]
 }

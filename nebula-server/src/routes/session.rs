@@ -5,10 +5,17 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::SESSION_COOKIE;
+use crate::auth::{client_address, SameOrigin, SESSION_COOKIE};
 use crate::error::ApiError;
-use crate::extract::Body;
+use crate::extract::{Body, BodyLimit};
 use crate::state::AppState;
+
+/// The login body limit: a username and a password fit in far less, and nobody without
+/// credentials gets the server to buffer `server.max_body_bytes`.
+pub(crate) const LOGIN_BODY_LIMIT: BodyLimit = BodyLimit {
+    bytes: 4096,
+    name: "the login body limit",
+};
 
 pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
@@ -21,15 +28,18 @@ struct LoginBody {
     password: String,
 }
 
+/// `SameOrigin` comes before `Body`: a login posted by another origin's page (login CSRF) is
+/// refused before its body is read.
 pub(crate) async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
+    _: SameOrigin,
     Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
     let LoginBody { username, password } = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Invalid(format!("invalid body: {e}")))?;
     // Behind a reverse proxy this is the proxy's address; see docs/HTTP_API.md.
-    let client = req.peer_addr().map(|a| a.ip());
+    let client = client_address(&req);
     let auth = state.auth.clone();
     let who = username.clone();
     let session = state
@@ -53,7 +63,8 @@ pub(crate) async fn login(
         .json(json!({ "status": "ok", "username": username, "expires_in": max_age })))
 }
 
-pub(crate) async fn logout(state: web::Data<AppState>) -> HttpResponse {
+/// Another origin's page cannot log the browser out either (`SameOrigin`).
+pub(crate) async fn logout(state: web::Data<AppState>, _: SameOrigin) -> HttpResponse {
     let mut cookie = Cookie::build(SESSION_COOKIE, "")
         .http_only(true)
         .same_site(SameSite::Lax)
