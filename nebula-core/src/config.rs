@@ -157,6 +157,16 @@ impl PluginsConfig {
     pub fn call_timeout(&self) -> Duration {
         secs(self.call_timeout_sec.min(self.max_timeout_sec))
     }
+
+    /// The upper bound of every plugin timeout.
+    pub fn max_timeout(&self) -> Duration {
+        secs(self.max_timeout_sec)
+    }
+
+    /// The period of the health monitor.
+    pub fn health_interval(&self) -> Duration {
+        secs(self.health_interval_sec)
+    }
 }
 
 /// One `[[plugins.external]]` entry.
@@ -197,6 +207,8 @@ impl Default for AuthConfig {
     }
 }
 
+/// Seconds from the configuration → `Duration`: the one rule. `validate` has already refused
+/// anything that is not a finite number from 0.001 to 86400.
 fn secs(value: f64) -> Duration {
     Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
 }
@@ -282,6 +294,21 @@ impl NebulaConfig {
                 return Err(format!(
                     "{key}: must be a number of seconds from 0.001 to 86400, got {value}"
                 ));
+            }
+        }
+        for (key, value) in [
+            (
+                "plugins.timeout_restart_threshold",
+                p.timeout_restart_threshold,
+            ),
+            (
+                "plugins.health_restart_threshold",
+                p.health_restart_threshold,
+            ),
+            ("plugins.max_crashes", p.max_crashes),
+        ] {
+            if value == 0 {
+                return Err(format!("{key}: must be at least 1, got 0"));
             }
         }
         if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
@@ -447,6 +474,15 @@ mod tests {
                 "plugins.health_interval_sec",
             ),
             ("[server]\nbind = \"nowhere\"\n", "server.bind"),
+            (
+                "[plugins]\ntimeout_restart_threshold = 0\n",
+                "plugins.timeout_restart_threshold: must be at least 1, got 0",
+            ),
+            (
+                "[plugins]\nhealth_restart_threshold = 0\n",
+                "plugins.health_restart_threshold: must be at least 1",
+            ),
+            ("[plugins]\nmax_crashes = 0\n", "plugins.max_crashes: must be at least 1"),
             (
                 "[server]\npublic_origin = \"https://nebula.example.com/\"\n",
                 "server.public_origin",

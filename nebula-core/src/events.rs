@@ -1,15 +1,12 @@
-//! The event bus: every event is stored in the `events` table and published in-process.
+//! The event bus: every event is stored in the `events` table, in one order.
 
 use diesel::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::broadcast;
 
 use crate::storage::schema::events;
 use crate::storage::{unix_now, Database, StorageError};
 
-/// How many events a slow subscriber may lag behind before it misses some.
-const CHANNEL_CAPACITY: usize = 1024;
 /// Most events one [`EventBus::list`] call returns.
 pub const MAX_EVENT_PAGE: u32 = 1000;
 
@@ -26,25 +23,22 @@ pub struct Event {
     pub created_at: f64,
 }
 
-/// Publish/subscribe over stored events.
+/// The stored events: published into the `events` table, listed newest first.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     db: Database,
-    sender: broadcast::Sender<Event>,
 }
 
 impl EventBus {
     /// A bus storing into `db`.
     pub fn new(db: Database) -> Self {
-        let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
-        EventBus { db, sender }
+        EventBus { db }
     }
 
-    /// Stores the event, then hands it to current subscribers.
+    /// Stores the event.
     pub async fn publish(&self, name: &str, payload: Value) -> Result<Event, StorageError> {
         let name = name.to_owned();
-        let event = self
-            .db
+        self.db
             .write(move |conn| {
                 let created_at = unix_now();
                 let text = payload.to_string();
@@ -63,16 +57,7 @@ impl EventBus {
                     created_at,
                 })
             })
-            .await?;
-        // No subscriber is not an error: the event is stored either way.
-        let _ = self.sender.send(event.clone());
-        Ok(event)
-    }
-
-    /// Events published from now on. A receiver that lags more than 1024 events behind gets
-    /// `RecvError::Lagged` and can catch up from [`EventBus::list`].
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.sender.subscribe()
+            .await
     }
 
     /// Stored events whose name starts with `prefix`, newest first, at most `limit` (clamped to

@@ -64,7 +64,6 @@ pub enum CoreError {
 /// The running engine.
 #[derive(Debug, Clone)]
 pub struct NebulaCore {
-    config: Arc<NebulaConfig>,
     database: Database,
     directory: IdentityDirectory,
     events: EventBus,
@@ -89,11 +88,6 @@ impl NebulaCore {
         NebulaCoreBuilder::default()
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &NebulaConfig {
-        &self.config
-    }
-
     /// The storage pool.
     pub fn database(&self) -> &Database {
         &self.database
@@ -104,7 +98,7 @@ impl NebulaCore {
         &self.directory
     }
 
-    /// Stored events, publish and subscribe.
+    /// Stored events: publish and list.
     pub fn events(&self) -> &EventBus {
         &self.events
     }
@@ -134,7 +128,6 @@ impl NebulaCore {
 pub struct NebulaCoreBuilder {
     config: Option<NebulaConfig>,
     extra: Vec<PluginDescriptor>,
-    providers: Vec<Arc<dyn PluginProvider>>,
     skip_inventory: bool,
     without_monitor: bool,
     config_file: Option<PathBuf>,
@@ -164,12 +157,6 @@ impl NebulaCoreBuilder {
     /// Adds a plugin built by the embedder, besides those registered through `inventory`.
     pub fn plugin(mut self, descriptor: PluginDescriptor) -> Self {
         self.extra.push(descriptor);
-        self
-    }
-
-    /// Adds a source of plugins (for example external gRPC plugins), consulted on every rescan.
-    pub fn provider(mut self, provider: Arc<dyn PluginProvider>) -> Self {
-        self.providers.push(provider);
         self
     }
 
@@ -212,7 +199,6 @@ impl NebulaCoreBuilder {
             if !self.extra.is_empty() {
                 providers.push(Arc::new(StaticProvider(self.extra)));
             }
-            providers.extend(self.providers);
             if self.connector.is_some()
                 || self.config_file.is_some()
                 || !config.plugins.external.is_empty()
@@ -235,7 +221,6 @@ impl NebulaCoreBuilder {
         let monitor = (!self.without_monitor)
             .then(|| Arc::new(MonitorHandle(plugins.spawn_health_monitor())));
         Ok(NebulaCore {
-            config: Arc::new(config),
             database,
             directory,
             events,

@@ -57,7 +57,9 @@ pub use identity::{
 pub use manifest::{validate_plugin_name, PluginManifest};
 pub use plugin::{JsonObject, Plugin};
 pub use registration::{registered_plugins, PluginFactory, PluginRegistration};
-pub use request::{SyncRequest, SyncUser, MAX_SYNC_LIMIT, MAX_USERS_PER_REQUEST};
+pub use request::{
+    parse_json_object, SyncRequest, SyncUser, MAX_SYNC_LIMIT, MAX_USERS_PER_REQUEST,
+};
 pub use scope::{Scope, ScopeSet};
 pub use text::escape_control;
 

@@ -71,16 +71,7 @@ impl SyncRequest {
     /// Parses and validates a JSON body. Errors name the offending field, for example
     /// `users[2].username: must not be empty` or `limit: invalid type: string "x", expected u32`.
     pub fn from_json_slice(body: &[u8]) -> Result<Self, PluginError> {
-        // serde's derive also accepts a JSON array for a struct; the contract wants an object.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(not_an_object());
-        }
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let request: SyncRequest =
-            serde_path_to_error::deserialize(&mut de).map_err(describe_path_error)?;
-        // Anything after the object (`{…} junk`) is malformed JSON, not ignorable.
-        de.end()
-            .map_err(|e| PluginError::invalid(format!("invalid body: {e}")))?;
+        let request: SyncRequest = parse_json_object(body)?;
         request.validate()?;
         Ok(request)
     }
@@ -137,6 +128,23 @@ impl SyncRequest {
             n => &items[..items.len().min(n as usize)],
         }
     }
+}
+
+/// Parses a request body that must be one JSON object into `T`: the one rule for bodies.
+/// Errors are invalid input naming the offending field (`users[2].username: …`,
+/// `action: unknown variant …`), or `invalid body: …` when there is no field to name; trailing
+/// data after the object is refused.
+pub fn parse_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PluginError> {
+    // serde's derive also accepts a JSON array for a struct; the contract wants an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(not_an_object());
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(describe_path_error)?;
+    // Anything after the object (`{…} junk`) is malformed JSON, not ignorable.
+    de.end()
+        .map_err(|e| PluginError::invalid(format!("invalid body: {e}")))?;
+    Ok(value)
 }
 
 fn not_an_object() -> PluginError {

@@ -60,4 +60,18 @@ impl AppState {
             .await
             .map_err(|e| ApiError::Internal(format!("engine task failed: {e}")))
     }
+
+    /// Runs `work` with the engine on the engine's runtime ([`AppState::on_core`]), its error
+    /// mapped through [`ApiError`]: the one shape of a handler's engine call.
+    pub async fn on_engine<T, E, F, Fut>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(NebulaCore) -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        self.on_core(work(self.core.clone()))
+            .await?
+            .map_err(Into::into)
+    }
 }

@@ -85,7 +85,7 @@ async fn bad_plugins_end_in_the_right_states_and_the_good_one_keeps_answering() 
 async fn a_hanging_call_times_out_on_time_while_others_keep_answering() {
     let dir = tempfile::tempdir().unwrap();
     let core = common::engine(dir.path()).await;
-    let timeout = core.plugins().settings().call_timeout;
+    let timeout = common::config_in(dir.path()).plugins.call_timeout();
     assert_eq!(timeout, Duration::from_secs(1));
 
     let manager = Arc::clone(core.plugins());

@@ -107,11 +107,6 @@ impl PluginManager {
         }
     }
 
-    /// The settings in force.
-    pub fn settings(&self) -> &ManagerSettings {
-        &self.settings
-    }
-
     /// Every plugin's record, sorted by (source, name).
     pub fn list(&self) -> Vec<PluginRecord> {
         let slots: Vec<Arc<PluginSlot>> = self.slots.read().values().cloned().collect();

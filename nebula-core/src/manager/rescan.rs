@@ -1,16 +1,28 @@
 //! Rescan: discover again, plan under the lock, carry the plan out after.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use nebula_plugin_api::ScopeSet;
 
-use super::discovery::discover_all;
-use super::slot::PluginIdentity;
-use super::slot::PluginSlot;
+use super::discovery::{discover_all, Discovery};
+use super::slot::{PluginIdentity, PluginSlot};
 use super::state::Observation;
 use super::{ManagerError, PluginManager, PluginRecord};
 use crate::storage::StorageError;
+
+/// What one rescan will do, decided under the slot map's lock and carried out after it.
+#[derive(Default)]
+struct RescanPlan {
+    /// Loadable plugins, new or kept: (re)initialised unless disabled.
+    start: Vec<Arc<PluginSlot>>,
+    /// Plugins no provider offers any more: shut down, and never started again.
+    remove: Vec<Arc<PluginSlot>>,
+    /// Plugins that cannot be loaded (bad manifest, duplicate name): listed with the reason,
+    /// any running instance shut down.
+    broken: Vec<(Arc<PluginSlot>, String)>,
+}
 
 impl PluginManager {
     /// Discovers plugins again: new ones are loaded, removed ones shut down, the others
@@ -25,76 +37,85 @@ impl PluginManager {
         for refused in &discovery.refused {
             tracing::error!(origin = %refused.origin, error = %refused.message, "plugin refused");
         }
+        let plan = self.plan(discovery);
+        self.carry_out(plan).await;
+        Ok(self.list())
+    }
 
-        // Work out the new map under the lock, act on it after.
-        let mut to_start = Vec::new();
-        let mut removed = Vec::new();
-        {
-            let mut slots = self.slots.write();
-            let wanted: Vec<String> = discovery
-                .plugins
-                .keys()
-                .chain(discovery.refused.iter().filter_map(|r| r.name.as_ref()))
-                .cloned()
-                .collect();
-            let stale: Vec<String> = slots
-                .keys()
-                .filter(|name| !wanted.contains(name))
-                .cloned()
-                .collect();
-            for name in stale {
-                if let Some(slot) = slots.remove(&name) {
-                    removed.push((slot, true));
-                }
-            }
-            for (name, descriptor) in &discovery.plugins {
-                let scopes = self.settings.effective_scopes(&descriptor.manifest);
-                let slot = slots
-                    .entry(name.clone())
-                    .or_insert_with(|| {
-                        Arc::new(PluginSlot::new(
-                            name,
-                            Some(descriptor.clone()),
-                            scopes.clone(),
-                        ))
-                    })
-                    .clone();
-                {
-                    let mut st = slot.state.lock();
-                    st.descriptor = Some(descriptor.clone());
-                    st.identity = PluginIdentity::of(Some(descriptor));
-                    st.scopes = scopes;
-                }
-                to_start.push(slot);
-            }
-            for refused in &discovery.refused {
-                let Some(name) = &refused.name else { continue };
-                let slot = slots
-                    .entry(name.clone())
-                    .or_insert_with(|| Arc::new(PluginSlot::new(name, None, ScopeSet::empty())))
-                    .clone();
-                slot.state.lock().descriptor = None;
-                removed.push((slot.clone(), false));
-                self.observe(
-                    &slot,
-                    None,
-                    Observation::Broken {
-                        error: refused.message.clone(),
-                    },
-                );
-            }
+    /// Brings the slot map in line with `discovery`, under its lock, and says what is left to
+    /// do. Nothing here waits: no plugin call, no lifecycle lock, no database.
+    fn plan(&self, discovery: Discovery) -> RescanPlan {
+        let mut plan = RescanPlan::default();
+        let mut slots = self.slots.write();
+        let wanted: BTreeSet<&String> = discovery
+            .plugins
+            .keys()
+            .chain(discovery.refused.iter().filter_map(|r| r.name.as_ref()))
+            .collect();
+        let stale: Vec<String> = slots
+            .keys()
+            .filter(|name| !wanted.contains(name))
+            .cloned()
+            .collect();
+        for name in stale {
+            plan.remove.extend(slots.remove(&name));
         }
+        for (name, descriptor) in &discovery.plugins {
+            let scopes = self.settings.effective_scopes(&descriptor.manifest);
+            let slot = slots
+                .entry(name.clone())
+                .or_insert_with(|| {
+                    Arc::new(PluginSlot::new(
+                        name,
+                        Some(descriptor.clone()),
+                        scopes.clone(),
+                    ))
+                })
+                .clone();
+            {
+                let mut st = slot.state.lock();
+                st.descriptor = Some(descriptor.clone());
+                st.identity = PluginIdentity::of(Some(descriptor));
+                st.scopes = scopes;
+            }
+            plan.start.push(slot);
+        }
+        for refused in discovery.refused {
+            let Some(name) = refused.name else { continue };
+            let slot = slots
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(PluginSlot::new(&name, None, ScopeSet::empty())))
+                .clone();
+            slot.state.lock().descriptor = None;
+            plan.broken.push((slot, refused.message));
+        }
+        plan
+    }
 
-        let shutdowns = removed.iter().map(|(slot, gone)| async move {
+    /// Carries a plan out: removed and broken plugins are shut down, the others started,
+    /// each under its own lifecycle lock, all in parallel.
+    async fn carry_out(&self, plan: RescanPlan) {
+        for (slot, error) in &plan.broken {
+            self.observe(
+                slot,
+                None,
+                Observation::Broken {
+                    error: error.clone(),
+                },
+            );
+        }
+        let removed = plan.remove.iter().map(|slot| (slot, true));
+        let broken = plan.broken.iter().map(|(slot, _)| (slot, false));
+        let shutdowns = removed.chain(broken).map(|(slot, gone)| async move {
             let _life = slot.lifecycle.lock().await;
-            if *gone {
+            if gone {
                 slot.removed.store(true, Ordering::SeqCst);
             }
             self.retire(slot).await;
         });
         futures::future::join_all(shutdowns).await;
 
-        let starts = to_start.iter().map(|slot| async move {
+        let starts = plan.start.iter().map(|slot| async move {
             let _life = slot.lifecycle.lock().await;
             // Read under the lock: a stop or start that landed during the rescan wins.
             let disabled = match self.store.disabled_reason(&slot.name).await {
@@ -112,6 +133,5 @@ impl PluginManager {
             }
         });
         futures::future::join_all(starts).await;
-        Ok(self.list())
     }
 }

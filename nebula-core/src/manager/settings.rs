@@ -43,12 +43,11 @@ impl ManagerSettings {
         ManagerSettings {
             init_timeout: config.init_timeout(),
             call_timeout: config.call_timeout(),
-            timeout_restart_threshold: config.timeout_restart_threshold.max(1),
-            health_restart_threshold: config.health_restart_threshold.max(1),
+            timeout_restart_threshold: config.timeout_restart_threshold,
+            health_restart_threshold: config.health_restart_threshold,
             max_restarts: config.max_restarts,
-            max_crashes: config.max_crashes.max(1),
-            health_interval: Duration::try_from_secs_f64(config.health_interval_sec)
-                .unwrap_or(Duration::from_secs(30)),
+            max_crashes: config.max_crashes,
+            health_interval: config.health_interval(),
             grants,
         }
     }

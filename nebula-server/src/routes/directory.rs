@@ -20,12 +20,11 @@ pub(crate) async fn users(
     let limit = query.integer("limit", 100, 1, MAX_USERS_PAGE)?;
     let offset = query.integer("offset", 0, 0, i64::MAX as u64)?;
     query.finish()?;
-    let directory = state.core.directory().clone();
     let db = db_name.clone();
     let limit = u32::try_from(limit).unwrap_or(2000);
     let items = state
-        .on_core(async move { directory.list_users(&db, limit, offset).await })
-        .await??;
+        .on_engine(|core| async move { core.directory().list_users(&db, limit, offset).await })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
         "db_name": db_name,
         "count": items.len(),
@@ -37,9 +36,8 @@ pub(crate) async fn roles(
     state: web::Data<AppState>,
     _caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let directory = state.core.directory().clone();
     let roles = state
-        .on_core(async move { directory.list_roles().await })
-        .await??;
+        .on_engine(|core| async move { core.directory().list_roles().await })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "roles": roles })))
 }

@@ -19,10 +19,9 @@ pub(crate) async fn list(
     let before = query.optional_integer("before", 1, i64::MAX as u64)?;
     query.finish()?;
     let before = before.and_then(|b| i64::try_from(b).ok());
-    let events = state.core.events().clone();
     let limit = u32::try_from(limit).unwrap_or(MAX_EVENT_PAGE);
     let found = state
-        .on_core(async move { events.list_before(&prefix, limit, before).await })
-        .await??;
+        .on_engine(|core| async move { core.events().list_before(&prefix, limit, before).await })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "events": found })))
 }

@@ -20,10 +20,9 @@ pub(crate) async fn rescan(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     tracing::info!(caller = %caller.describe(), "rescan requested");
-    let plugins = state.core.plugins().clone();
     let records = state
-        .on_core(async move { plugins.rescan().await })
-        .await??;
+        .on_engine(|core| async move { core.plugins().rescan().await })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ok", "plugins": records })))
 }
 
@@ -32,11 +31,10 @@ pub(crate) async fn health(
     _caller: Caller,
     name: PluginName,
 ) -> Result<HttpResponse, ApiError> {
-    let plugins = state.core.plugins().clone();
     let plugin = name.0.clone();
     let health = state
-        .on_core(async move { plugins.health(&plugin).await })
-        .await??;
+        .on_engine(|core| async move { core.plugins().health(&plugin).await })
+        .await?;
     // 503 when the plugin reports anything but ok, so `curl -f` and load balancers notice.
     let status = if health.get("status").and_then(|s| s.as_str()) == Some("ok") {
         StatusCode::OK
@@ -61,18 +59,38 @@ pub(crate) async fn sync_users(
     if !request.dry_run {
         tracing::info!(caller = %caller.describe(), plugin = %name.0, "real sync requested");
     }
-    let plugins = state.core.plugins().clone();
     let plugin = name.0.clone();
     let result = state
-        .on_core(async move { plugins.sync_users(&plugin, request).await })
-        .await??;
+        .on_engine(|core| async move { core.plugins().sync_users(&plugin, request).await })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "plugin": name.0, "result": result })))
 }
 
+/// `{"action": "start" | "stop" | "restart"}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
-    action: String,
+    action: Action,
+}
+
+/// What an admin asks of a plugin.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    /// The `result.status` of a done action.
+    fn done(self) -> &'static str {
+        match self {
+            Action::Start => "started",
+            Action::Stop => "stopped",
+            Action::Restart => "restarted",
+        }
+    }
 }
 
 pub(crate) async fn action(
@@ -81,33 +99,20 @@ pub(crate) async fn action(
     name: PluginName,
     Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
-    let parsed: ActionBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Invalid(format!("invalid body: {e}")))?;
-    let plugins = state.core.plugins().clone();
+    let ActionBody { action } = nebula_plugin_api::parse_json_object(&body)?;
+    tracing::info!(caller = %caller.describe(), plugin = %name.0, ?action, "plugin action");
     let plugin = name.0.clone();
-    let action = parsed.action;
-    tracing::info!(caller = %caller.describe(), plugin = %plugin, action = %action, "plugin action");
-    let status = match action.as_str() {
-        "start" => "started",
-        "stop" => "stopped",
-        "restart" => "restarted",
-        other => {
-            return Err(ApiError::Invalid(format!(
-                "action: expected one of start, stop, restart; got '{}'",
-                nebula_plugin_api::escape_control(other)
-            )))
-        }
-    };
     state
-        .on_core(async move {
-            match action.as_str() {
-                "start" => plugins.start(&plugin).await,
-                "stop" => plugins.stop(&plugin).await,
-                _ => plugins.restart(&plugin).await,
+        .on_engine(move |core| async move {
+            let plugins = core.plugins();
+            match action {
+                Action::Start => plugins.start(&plugin).await,
+                Action::Stop => plugins.stop(&plugin).await,
+                Action::Restart => plugins.restart(&plugin).await,
             }
         })
-        .await??;
-    Ok(HttpResponse::Ok().json(json!({ "plugin": name.0, "result": { "status": status } })))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "plugin": name.0, "result": { "status": action.done() } })))
 }
 
 pub(crate) async fn stats(

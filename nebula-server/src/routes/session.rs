@@ -36,8 +36,7 @@ pub(crate) async fn login(
     _: SameOrigin,
     Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
-    let LoginBody { username, password } = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Invalid(format!("invalid body: {e}")))?;
+    let LoginBody { username, password } = nebula_plugin_api::parse_json_object(&body)?;
     // Behind a reverse proxy this is the proxy's address; see docs/HTTP_API.md.
     let client = client_address(&req);
     let auth = state.auth.clone();
