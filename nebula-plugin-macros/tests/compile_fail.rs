@@ -18,12 +18,16 @@ fn manifests_are_checked_when_the_plugin_compiles() {
     cases.compile_fail("tests/ui/fail/*.rs");
 }
 
-/// Copies `tests/ui/manifests/*.json` to `manifests/` of the trybuild project.
+/// Copies `tests/ui/manifests/*.json` to `manifests/` of the trybuild project, replacing what an
+/// earlier run left there (so a fixture removed here is gone there too).
 fn lay_out_manifests() {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("CARGO_TARGET_TMPDIR is <target>/tmp");
     let into = target.join("tests/trybuild/nebula-plugin-macros/manifests");
+    if into.exists() {
+        std::fs::remove_dir_all(&into).expect("clear the manifests directory");
+    }
     std::fs::create_dir_all(&into).expect("create the manifests directory");
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/manifests");
     for entry in std::fs::read_dir(&from).expect("read tests/ui/manifests") {
