@@ -32,6 +32,13 @@
 //! # fn main() {}
 //! ```
 //!
+//! A plugin crate usually keeps its manifest as `plugin.json` beside its `Cargo.toml` and
+//! registers with `register_plugin!(Hello, manifest = "plugin.json")` (or just
+//! `register_plugin!(Hello)`, for a type that implements `Default`). The manifest is then read
+//! and checked when the crate compiles ([`plugin_manifest!`]): a misspelled scope, a bad name, a
+//! wrong `api_version` or malformed JSON is a compile error naming the file and the problem. An
+//! inline manifest, as above, is checked at run time only.
+//!
 //! The host (the core engine, or a gRPC bridge) gives each plugin a [`PluginContext`] on
 //! `initialize`. The context checks the plugin's granted scopes and validates its arguments, then
 //! forwards to a [`Host`] trait object, so the same plugin runs against any host.
@@ -42,6 +49,7 @@ mod context;
 mod error;
 mod identity;
 mod manifest;
+mod manifest_rules;
 mod plugin;
 mod registration;
 mod request;
@@ -55,6 +63,7 @@ pub use identity::{
     SyncOutcome, MAX_USERNAME_CHARS, SYSTEM_DB_NAME,
 };
 pub use manifest::{validate_plugin_name, PluginManifest};
+pub use manifest_rules::PLUGIN_API_VERSION;
 pub use plugin::{JsonObject, Plugin};
 pub use registration::{registered_plugins, PluginFactory, PluginRegistration};
 pub use request::{
@@ -63,13 +72,11 @@ pub use request::{
 pub use scope::{Scope, ScopeSet};
 pub use text::escape_control;
 
-/// The version of the plugin contract this crate implements. A manifest must declare it.
-pub const PLUGIN_API_VERSION: &str = "v1";
-
 // Re-exported so a plugin crate needs this crate alone.
 pub use async_trait::async_trait;
 #[doc(hidden)]
 pub use inventory;
+pub use nebula_plugin_macros::plugin_manifest;
 pub use serde_json;
 
 /// Builds a [`JsonObject`] from a `serde_json::json!` object literal.

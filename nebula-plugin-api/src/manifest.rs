@@ -1,26 +1,12 @@
-//! The plugin manifest (`plugin.json`).
+//! The plugin manifest (`plugin.json`): parsed and checked at run time.
+//!
+//! The struct and its rules live in `manifest_rules.rs`, which `nebula-plugin-macros` compiles
+//! too, so the compile-time check of `plugin_manifest!` applies exactly these rules.
 
-use serde::{Deserialize, Serialize};
+use crate::manifest_rules;
+use crate::{PluginError, ScopeSet};
 
-use crate::{PluginError, ScopeSet, PLUGIN_API_VERSION};
-
-/// What a plugin declares about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginManifest {
-    /// Unique name, `^[a-zA-Z0-9][a-zA-Z0-9_-]{1,63}$`.
-    pub name: String,
-    /// The plugin's own version.
-    pub version: String,
-    /// One line for the plugin list.
-    #[serde(default)]
-    pub description: String,
-    /// Must be [`PLUGIN_API_VERSION`].
-    pub api_version: String,
-    /// Scopes the plugin asks for; unknown ones are dropped with a warning.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-}
+pub use crate::manifest_rules::PluginManifest;
 
 impl PluginManifest {
     /// Parses and validates a manifest from JSON (for example an embedded `plugin.json`).
@@ -31,22 +17,12 @@ impl PluginManifest {
         Ok(manifest)
     }
 
-    /// Checks the name and the API version.
+    /// Checks the name, the API version and the version (the first rule broken is the error).
     pub fn validate(&self) -> Result<(), PluginError> {
-        validate_plugin_name(&self.name)?;
-        if self.api_version != PLUGIN_API_VERSION {
-            return Err(PluginError::invalid(format!(
-                "plugin '{}' declares api_version '{}', this host speaks '{PLUGIN_API_VERSION}'",
-                self.name, self.api_version
-            )));
+        match manifest_rules::problems(self).into_iter().next() {
+            Some(problem) => Err(PluginError::invalid(problem.to_string())),
+            None => Ok(()),
         }
-        if self.version.trim().is_empty() {
-            return Err(PluginError::invalid(format!(
-                "plugin '{}' declares an empty version",
-                self.name
-            )));
-        }
-        Ok(())
     }
 
     /// The declared scopes that are v1 scopes (unknown ones are dropped with a warning).
@@ -57,17 +33,7 @@ impl PluginManifest {
 
 /// Checks a plugin name against `^[a-zA-Z0-9][a-zA-Z0-9_-]{1,63}$`.
 pub fn validate_plugin_name(name: &str) -> Result<(), PluginError> {
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if first_ok && rest_ok && (2..=64).contains(&name.len()) {
-        Ok(())
-    } else {
-        Err(PluginError::invalid(format!(
-            "invalid plugin name '{}': expected 2 to 64 characters of [a-zA-Z0-9_-], starting with a letter or digit",
-            crate::escape_control(name)
-        )))
-    }
+    manifest_rules::check_name(name).map_err(|problem| PluginError::invalid(problem.to_string()))
 }
 
 #[cfg(test)]
@@ -92,6 +58,8 @@ mod tests {
         ] {
             assert!(validate_plugin_name(bad).is_err(), "{bad}");
         }
+        let err = validate_plugin_name("a\nb").unwrap_err();
+        assert!(err.to_string().contains("'a\\nb'"), "{err}");
     }
 
     #[test]
@@ -108,5 +76,20 @@ mod tests {
             PluginManifest::from_json(r#"{"name":"x1","version":"1","api_version":"v1","x":1}"#)
                 .unwrap_err();
         assert!(err.to_string().contains("unknown field `x`"), "{err}");
+        let err = PluginManifest::from_json(r#"{"name":"x1","version":" ","api_version":"v1"}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("empty version"), "{err}");
+        let err = PluginManifest::from_json(r#"{"name":"x1","api_version":"v1"}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `version`"), "{err}");
+    }
+
+    #[test]
+    fn the_first_broken_rule_is_the_error() {
+        let err = PluginManifest::from_json(r#"{"name":"x","version":"","api_version":"v0"}"#)
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid plugin name 'x'"),
+            "{err}"
+        );
     }
 }

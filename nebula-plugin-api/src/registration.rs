@@ -55,12 +55,42 @@ pub fn registered_plugins() -> impl Iterator<Item = &'static PluginRegistration>
     inventory::iter::<PluginRegistration>.into_iter()
 }
 
-/// Registers a plugin with the host: `register_plugin!(manifest_json, factory)`.
+/// Registers a plugin with the host.
 ///
-/// `manifest_json` is a `&'static str` (typically `include_str!("../plugin.json")`) and
-/// `factory` a `fn() -> Box<dyn Plugin>` (a closure without captures works).
+/// The usual form names the plugin type and its manifest file; the manifest is read and
+/// checked when the crate compiles ([`plugin_manifest!`](crate::plugin_manifest)) and each
+/// instance is made with `Default`:
+///
+/// ```ignore
+/// register_plugin!(HrSync, manifest = "plugin.json"); // the path is relative to Cargo.toml's directory
+/// register_plugin!(HrSync);                           // the same: "plugin.json" is the default
+/// ```
+///
+/// The plugin type must implement [`Plugin`] and `Default`. A misspelled scope, a bad name, a
+/// wrong `api_version` or malformed JSON in the manifest is a compile error naming the file and
+/// the problem.
+///
+/// The general form takes the manifest text and a factory: `register_plugin!(manifest_json,
+/// factory)`, where `manifest_json` is a `&'static str` and `factory` a
+/// `fn() -> Box<dyn Plugin>` (a closure without captures works). Pass
+/// `plugin_manifest!("plugin.json")` as the text to keep the compile-time check with your own
+/// factory; any other text (a manifest built with `concat!`, say) is checked only at run time.
 #[macro_export]
 macro_rules! register_plugin {
+    ($plugin:path $(,)?) => {
+        $crate::register_plugin!($plugin, manifest = "plugin.json");
+    };
+    ($plugin:path, manifest = $manifest:literal $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::PluginRegistration::new(
+                $crate::plugin_manifest!($manifest),
+                || -> ::std::boxed::Box<dyn $crate::Plugin> {
+                    ::std::boxed::Box::new(<$plugin as ::core::default::Default>::default())
+                },
+                ::core::module_path!(),
+            )
+        }
+    };
     ($manifest_json:expr, $factory:expr $(,)?) => {
         $crate::inventory::submit! {
             $crate::PluginRegistration::new($manifest_json, $factory, ::core::module_path!())

@@ -4,23 +4,28 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::manifest_rules::V1_SCOPE_NAMES;
+
 /// One permission a plugin can hold. The set is closed in v1.
+///
+/// Each variant's discriminant is its index in the list of wire names the manifest rules keep
+/// (`manifest_rules::V1_SCOPE_NAMES`, shared with the compile-time manifest check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
     /// Read users of a directory.
-    UsersRead,
+    UsersRead = 0,
     /// Create and update users.
-    UsersWrite,
+    UsersWrite = 1,
     /// Read identity roles.
-    RolesRead,
+    RolesRead = 2,
     /// Create and update identity roles.
-    RolesWrite,
+    RolesWrite = 3,
     /// Read users' identity tags.
-    IdentityTagsRead,
+    IdentityTagsRead = 4,
     /// Set users' identity tags.
-    IdentityTagsWrite,
+    IdentityTagsWrite = 5,
     /// Emit events (namespaced `plugin.<name>.`).
-    EventsEmit,
+    EventsEmit = 6,
 }
 
 impl Scope {
@@ -37,15 +42,7 @@ impl Scope {
 
     /// The wire name, for example `users.read`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::UsersRead => "users.read",
-            Scope::UsersWrite => "users.write",
-            Scope::RolesRead => "roles.read",
-            Scope::RolesWrite => "roles.write",
-            Scope::IdentityTagsRead => "identity_tags.read",
-            Scope::IdentityTagsWrite => "identity_tags.write",
-            Scope::EventsEmit => "events.emit",
-        }
+        V1_SCOPE_NAMES[self as usize]
     }
 
     /// Parses a wire name; `None` for anything that is not a v1 scope.
@@ -154,6 +151,7 @@ mod tests {
 
     #[test]
     fn every_scope_round_trips_through_its_name() {
+        assert_eq!(Scope::ALL.map(Scope::as_str), V1_SCOPE_NAMES);
         for scope in Scope::ALL {
             assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));
             assert_eq!(scope.to_string(), scope.as_str());

@@ -11,12 +11,12 @@ use std::sync::OnceLock;
 
 use nebula_plugin_api::serde_json::{json, Value};
 use nebula_plugin_api::{
-    async_trait, json_object, register_plugin, JsonObject, LogLevel, Plugin, PluginContext,
-    PluginError, SyncRequest, SyncUser,
+    async_trait, json_object, plugin_manifest, register_plugin, JsonObject, LogLevel, Plugin,
+    PluginContext, PluginError, SyncRequest, SyncUser,
 };
 
-/// The embedded manifest.
-pub const MANIFEST: &str = include_str!("../plugin.json");
+/// The embedded manifest, `plugin.json`, checked when the crate compiles.
+pub const MANIFEST: &str = plugin_manifest!("plugin.json");
 
 /// The role every real run makes sure exists.
 const CONTRACTOR_ROLE: &str = "contractor";

@@ -1,0 +1,9 @@
+use nebula_plugin_api::register_plugin;
+
+#[path = "../hello.rs"]
+mod hello;
+use hello::Hello;
+
+register_plugin!(Hello, manifest = "manifests/bad_name.json");
+
+fn main() {}
