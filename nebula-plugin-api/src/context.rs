@@ -1,13 +1,14 @@
 //! The scoped context a plugin receives, and the host interface behind it.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
     normalize_db_name, normalize_role_tag, validate_username, DirectoryUser, IdentityRole,
-    PluginError, Scope, ScopeSet, SyncOutcome, SyncUser, SYSTEM_DB_NAME,
+    JsonObject, PluginError, Scope, ScopeSet, SyncOutcome, SyncUser, SYSTEM_DB_NAME,
 };
 
 /// Largest page `list_users` returns.
@@ -111,6 +112,8 @@ pub struct PluginContext {
     plugin: Arc<str>,
     scopes: ScopeSet,
     host: Arc<dyn Host>,
+    /// Never shown by `Debug`: settings may hold secrets (SPEC §10).
+    settings: Arc<JsonObject>,
 }
 
 impl fmt::Debug for PluginContext {
@@ -123,12 +126,14 @@ impl fmt::Debug for PluginContext {
 }
 
 impl PluginContext {
-    /// A context for `plugin` holding `scopes` (already declared ∩ allowed ∩ granted).
+    /// A context for `plugin` holding `scopes` (already declared ∩ allowed ∩ granted), with
+    /// no settings ([`with_settings`](Self::with_settings) adds them).
     pub fn new(plugin: impl Into<Arc<str>>, scopes: ScopeSet, host: Arc<dyn Host>) -> Self {
         PluginContext {
             plugin: plugin.into(),
             scopes,
             host,
+            settings: Arc::new(JsonObject::new()),
         }
     }
 
@@ -153,30 +158,25 @@ impl PluginContext {
         }
     }
 
-    /// Creates or updates a user of a client tenant and sets its identity tag, atomically.
+    /// Creates or updates a user of a client tenant and sets its identity tag, atomically:
+    /// SPEC's `sync_user(username, db_name, role_tag, email, is_active)`, the five fields of
+    /// a [`SyncUser`] (so an item of a sync request goes in as it is).
     ///
     /// Requires `users.write` and `identity_tags.write`. `system.db` is refused: plugins never
-    /// create or modify system users.
-    pub async fn sync_user(
-        &self,
-        username: &str,
-        db_name: &str,
-        role_tag: &str,
-        email: Option<&str>,
-        is_active: bool,
-    ) -> Result<SyncOutcome, PluginError> {
+    /// create or modify system users. The name, tenant and tag are normalised first.
+    pub async fn sync_user(&self, user: &SyncUser) -> Result<SyncOutcome, PluginError> {
         self.require(&[Scope::UsersWrite, Scope::IdentityTagsWrite])?;
-        let db_name = client_db_name(db_name)?;
-        let username = validate_username(username)?;
         let user = SyncUser {
-            username,
-            db_name,
-            role_tag: normalize_role_tag(role_tag),
-            email: email
+            username: validate_username(&user.username)?,
+            db_name: client_db_name(&user.db_name)?,
+            role_tag: normalize_role_tag(&user.role_tag),
+            email: user
+                .email
+                .as_deref()
                 .map(str::trim)
                 .filter(|e| !e.is_empty())
                 .map(str::to_owned),
-            is_active,
+            is_active: user.is_active,
         };
         self.host.sync_user(&self.plugin, &user).await
     }
@@ -220,22 +220,16 @@ impl PluginContext {
 
     /// Creates or updates an identity role (name normalised like a role tag). Requires
     /// `roles.write`.
-    pub async fn upsert_identity_role(
-        &self,
-        name: &str,
-        description: &str,
-        is_staff: bool,
-    ) -> Result<(), PluginError> {
+    pub async fn upsert_identity_role(&self, role: &IdentityRole) -> Result<(), PluginError> {
         self.require(&[Scope::RolesWrite])?;
-        if !name.chars().any(|c| c.is_ascii_alphanumeric()) {
+        if !role.name.chars().any(|c| c.is_ascii_alphanumeric()) {
             return Err(PluginError::invalid(
                 "role name: needs at least one letter or digit",
             ));
         }
         let role = IdentityRole {
-            name: normalize_role_tag(name),
-            description: description.to_owned(),
-            is_staff,
+            name: normalize_role_tag(&role.name),
+            ..role.clone()
         };
         self.host.upsert_identity_role(&self.plugin, &role).await
     }
@@ -263,6 +257,88 @@ impl PluginContext {
     pub fn log(&self, level: LogLevel, message: impl AsRef<str>) {
         self.host.log(&self.plugin, level, message.as_ref());
     }
+
+    /// The plugin's settings (`[plugins.settings.<name>]`, SPEC §10), typed: define a struct
+    /// with `#[derive(Deserialize)]` (and `#[serde(default)]`, `deny_unknown_fields` as you
+    /// like). Needs no scope. An error names the key: `plugins.settings.csv_import.path:
+    /// missing field …`.
+    pub fn settings<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        let owner = format!("plugins.settings.{}", self.plugin);
+        serde_path_to_error::deserialize(Value::Object((*self.settings).clone())).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() {
+                PluginError::invalid(format!("{owner}: {inner}"))
+            } else {
+                PluginError::invalid(format!("{owner}.{path}: {inner}"))
+            }
+        })
+    }
+
+    /// The plugin's settings as they were configured (an empty object when there are none).
+    pub fn settings_json(&self) -> &JsonObject {
+        &self.settings
+    }
+
+    /// This context with `settings` (the host passes the plugin's configured table).
+    pub fn with_settings(mut self, settings: JsonObject) -> Self {
+        self.settings = Arc::new(settings);
+        self
+    }
+}
+
+/// Holds a plugin's context from `initialize` on: the "not initialised" and "initialised
+/// twice" rules in one place, so a plugin is a struct with one field and no `OnceLock`.
+///
+/// ```
+/// use nebula_plugin_api::{async_trait, json_object, ContextCell, JsonObject, Plugin,
+///     PluginContext, PluginError, SyncRequest};
+///
+/// #[derive(Default)]
+/// struct MyPlugin {
+///     ctx: ContextCell,
+/// }
+///
+/// #[async_trait]
+/// impl Plugin for MyPlugin {
+///     async fn initialize(&self, ctx: PluginContext) -> Result<(), PluginError> {
+///         self.ctx.set(ctx)
+///     }
+///     async fn health(&self) -> Result<JsonObject, PluginError> {
+///         self.ctx.get()?;
+///         Ok(json_object!({"status": "ok"}))
+///     }
+///     async fn sync_users(&self, _request: SyncRequest) -> Result<JsonObject, PluginError> {
+///         let ctx = self.ctx.get()?;
+///         ctx.log(nebula_plugin_api::LogLevel::Info, "syncing");
+///         Ok(json_object!({"status": "ok"}))
+///     }
+/// }
+/// ```
+#[derive(Debug, Default)]
+pub struct ContextCell(OnceLock<PluginContext>);
+
+impl ContextCell {
+    /// An empty cell.
+    pub const fn new() -> Self {
+        ContextCell(OnceLock::new())
+    }
+
+    /// Keeps the context `initialize` received. A second call is refused: the host builds a
+    /// fresh instance for every (re)start, so a second `initialize` on one is a bug.
+    pub fn set(&self, ctx: PluginContext) -> Result<(), PluginError> {
+        let plugin = ctx.plugin_name().to_owned();
+        self.0
+            .set(ctx)
+            .map_err(|_| PluginError::internal(format!("plugin '{plugin}' initialised twice")))
+    }
+
+    /// The context, or an error when `initialize` has not run (yet).
+    pub fn get(&self) -> Result<&PluginContext, PluginError> {
+        self.0
+            .get()
+            .ok_or_else(|| PluginError::internal("the plugin is not initialised"))
+    }
 }
 
 /// A tenant name a plugin may write to: valid and not `system.db`.
@@ -278,79 +354,39 @@ fn client_db_name(raw: &str) -> Result<String, PluginError> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
+    use crate::testing::RecordingHost;
     use crate::ErrorKind;
 
-    /// Records every call that reaches the host.
-    #[derive(Default)]
-    struct RecordingHost {
-        calls: Mutex<Vec<String>>,
-    }
-
-    impl RecordingHost {
-        fn calls(&self) -> Vec<String> {
-            self.calls.lock().unwrap().clone()
-        }
-        fn record(&self, call: String) {
-            self.calls.lock().unwrap().push(call);
-        }
-    }
-
-    #[crate::async_trait]
-    impl Host for RecordingHost {
-        async fn sync_user(&self, plugin: &str, u: &SyncUser) -> Result<SyncOutcome, PluginError> {
-            self.record(format!(
-                "sync_user {plugin} {} {} {} {:?} {}",
-                u.username, u.db_name, u.role_tag, u.email, u.is_active
-            ));
-            Ok(SyncOutcome::Created)
-        }
-        async fn list_users(
-            &self,
-            db: &str,
-            limit: u32,
-            offset: u64,
-        ) -> Result<Vec<DirectoryUser>, PluginError> {
-            self.record(format!("list_users {db} {limit} {offset}"));
-            Ok(vec![])
-        }
-        async fn set_identity_tag(
-            &self,
-            plugin: &str,
-            db: &str,
-            user: &str,
-            tag: &str,
-        ) -> Result<(), PluginError> {
-            self.record(format!("set_identity_tag {plugin} {db} {user} {tag}"));
-            Ok(())
-        }
-        async fn list_identity_roles(&self) -> Result<Vec<IdentityRole>, PluginError> {
-            self.record("list_identity_roles".into());
-            Ok(vec![])
-        }
-        async fn upsert_identity_role(
-            &self,
-            plugin: &str,
-            role: &IdentityRole,
-        ) -> Result<(), PluginError> {
-            self.record(format!(
-                "upsert_identity_role {plugin} {} {}",
-                role.name, role.is_staff
-            ));
-            Ok(())
-        }
-        async fn emit_event(&self, name: &str, payload: Value) -> Result<(), PluginError> {
-            self.record(format!("emit_event {name} {payload}"));
-            Ok(())
-        }
-    }
-
     fn context(scopes: &[Scope]) -> (PluginContext, Arc<RecordingHost>) {
-        let host = Arc::new(RecordingHost::default());
-        let ctx = PluginContext::new("p1", scopes.iter().copied().collect(), host.clone());
+        let host = RecordingHost::new();
+        let ctx = host.context("p1", scopes.iter().copied().collect());
         (ctx, host)
+    }
+
+    /// A user as a test writes it: (username, db_name, role_tag, email, is_active).
+    fn user(
+        username: &str,
+        db_name: &str,
+        role_tag: &str,
+        email: Option<&str>,
+        active: bool,
+    ) -> SyncUser {
+        SyncUser {
+            username: username.into(),
+            db_name: db_name.into(),
+            role_tag: role_tag.into(),
+            email: email.map(str::to_owned),
+            is_active: active,
+        }
+    }
+
+    fn role(name: &str, description: &str, is_staff: bool) -> IdentityRole {
+        IdentityRole {
+            name: name.into(),
+            description: description.into(),
+            is_staff,
+        }
     }
 
     fn assert_missing(err: PluginError, scope: Scope) {
@@ -369,7 +405,7 @@ mod tests {
     async fn sync_user_needs_both_write_scopes_and_normalises() {
         let (ctx, host) = context(&[Scope::UsersWrite, Scope::IdentityTagsWrite]);
         let outcome = ctx
-            .sync_user(" ann ", "acme", "Senior Dev", Some("a@x"), false)
+            .sync_user(&user(" ann ", "acme", "Senior Dev", Some("a@x"), false))
             .await
             .unwrap();
         assert_eq!(outcome, SyncOutcome::Created);
@@ -385,7 +421,7 @@ mod tests {
         ] {
             let (ctx, host) = context(scopes);
             let err = ctx
-                .sync_user("ann", "acme", "x", None, true)
+                .sync_user(&user("ann", "acme", "x", None, true))
                 .await
                 .unwrap_err();
             let missing = if scopes.contains(&Scope::UsersWrite) {
@@ -402,20 +438,20 @@ mod tests {
     async fn sync_user_refuses_system_db_and_bad_names() {
         let (ctx, host) = context(&Scope::ALL);
         let err = ctx
-            .sync_user("root", "system.db", "admin", None, true)
+            .sync_user(&user("root", "system.db", "admin", None, true))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
         assert!(err.to_string().contains("system.db"), "{err}");
         for bad_db in ["../x", "a/b", "", &"a".repeat(70)] {
             let err = ctx
-                .sync_user("u", bad_db, "x", None, true)
+                .sync_user(&user("u", bad_db, "x", None, true))
                 .await
                 .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad_db}");
         }
         let err = ctx
-            .sync_user("  ", "acme", "x", None, true)
+            .sync_user(&user("  ", "acme", "x", None, true))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -443,8 +479,13 @@ mod tests {
     #[tokio::test]
     async fn set_identity_tag_needs_its_scope() {
         let (ctx, host) = context(&[Scope::IdentityTagsWrite]);
+        // The user exists (written straight into the host, as another sync would have).
+        host.sync_user("p1", &user("ann", "acme.db", "user", None, true))
+            .await
+            .unwrap();
         ctx.set_identity_tag("ann", "acme.db", "OPS").await.unwrap();
-        assert_eq!(host.calls(), vec!["set_identity_tag p1 acme.db ann ops"]);
+        assert_eq!(host.calls()[1..], ["set_identity_tag p1 acme.db ann ops"]);
+        assert_eq!(host.users()[0].role_tag, "ops");
         let err = ctx
             .set_identity_tag("root", "system.db", "x")
             .await
@@ -465,11 +506,17 @@ mod tests {
     async fn role_helpers_need_their_scopes() {
         let (ctx, host) = context(&[Scope::RolesRead, Scope::RolesWrite]);
         ctx.list_identity_roles().await.unwrap();
-        ctx.upsert_identity_role("Contractor", "d", false)
+        ctx.upsert_identity_role(&role("Contractor", "d", false))
             .await
             .unwrap();
-        assert!(ctx.upsert_identity_role(" ", "d", false).await.is_err());
-        assert!(ctx.upsert_identity_role("!!!", "d", false).await.is_err());
+        assert!(ctx
+            .upsert_identity_role(&role(" ", "d", false))
+            .await
+            .is_err());
+        assert!(ctx
+            .upsert_identity_role(&role("!!!", "d", false))
+            .await
+            .is_err());
         assert_eq!(
             host.calls(),
             vec![
@@ -485,7 +532,9 @@ mod tests {
         );
         let (ctx2, host2) = context(&[Scope::RolesRead]);
         assert_missing(
-            ctx2.upsert_identity_role("x", "", true).await.unwrap_err(),
+            ctx2.upsert_identity_role(&role("x", "", true))
+                .await
+                .unwrap_err(),
             Scope::RolesWrite,
         );
         assert!(host.calls().is_empty() && host2.calls().is_empty());
@@ -517,5 +566,60 @@ mod tests {
         let (ctx, _host) = context(&[]);
         ctx.log(LogLevel::Info, "hello");
         assert_eq!(ctx.plugin_name(), "p1");
+    }
+
+    #[test]
+    fn settings_are_typed_and_errors_name_the_key() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Settings {
+            path: String,
+            #[serde(default)]
+            delimiter: Option<char>,
+        }
+        let (ctx, _) = context(&[]);
+        let ctx = ctx.with_settings(crate::json_object!({"path": "/srv/users.csv"}));
+        assert_eq!(
+            ctx.settings::<Settings>().unwrap(),
+            Settings {
+                path: "/srv/users.csv".into(),
+                delimiter: None
+            }
+        );
+        let bad = ctx.with_settings(crate::json_object!({"path": 7}));
+        let err = bad.settings::<Settings>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(
+            err.to_string()
+                .starts_with("plugins.settings.p1.path: invalid type"),
+            "{err}"
+        );
+        let (empty, _) = context(&[]);
+        let err = empty.settings::<Settings>().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("plugins.settings.p1: missing field `path`"),
+            "{err}"
+        );
+        // Settings may hold secrets: Debug never shows them.
+        let secret = empty.with_settings(crate::json_object!({"password": "hunter2"}));
+        assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_context_cell_owns_the_initialisation_rules() {
+        let cell = ContextCell::new();
+        assert_eq!(
+            cell.get().unwrap_err().to_string(),
+            "the plugin is not initialised"
+        );
+        let (ctx, _) = context(&[]);
+        cell.set(ctx.clone()).unwrap();
+        assert_eq!(cell.get().unwrap().plugin_name(), "p1");
+        let err = cell.set(ctx).unwrap_err();
+        assert!(
+            err.to_string().contains("plugin 'p1' initialised twice"),
+            "{err}"
+        );
     }
 }

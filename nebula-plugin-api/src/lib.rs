@@ -56,7 +56,10 @@ mod request;
 mod scope;
 mod text;
 
-pub use context::{trace_plugin_log, Host, LogLevel, PluginContext};
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use context::{trace_plugin_log, ContextCell, Host, LogLevel, PluginContext};
 pub use error::{ErrorKind, PluginError};
 pub use identity::{
     normalize_db_name, normalize_role_tag, validate_username, DirectoryUser, IdentityRole,

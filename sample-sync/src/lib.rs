@@ -7,12 +7,10 @@
 
 #![warn(missing_docs)]
 
-use std::sync::OnceLock;
-
 use nebula_plugin_api::serde_json::{json, Value};
 use nebula_plugin_api::{
-    async_trait, json_object, plugin_manifest, register_plugin, JsonObject, LogLevel, Plugin,
-    PluginContext, PluginError, SyncRequest, SyncUser,
+    async_trait, json_object, plugin_manifest, register_plugin, ContextCell, IdentityRole,
+    JsonObject, LogLevel, Plugin, PluginContext, PluginError, SyncOutcome, SyncRequest, SyncUser,
 };
 
 /// The embedded manifest, `plugin.json`, checked when the crate compiles.
@@ -24,7 +22,7 @@ const CONTRACTOR_ROLE: &str = "contractor";
 /// The sample plugin. Holds its context once initialised.
 #[derive(Debug, Default)]
 pub struct SampleSync {
-    ctx: OnceLock<PluginContext>,
+    ctx: ContextCell,
 }
 
 /// The factory the host calls (also usable to run the plugin out of process).
@@ -32,73 +30,67 @@ pub fn create_plugin() -> Box<dyn Plugin> {
     Box::new(SampleSync::default())
 }
 
-register_plugin!(MANIFEST, create_plugin);
+register_plugin!(SampleSync);
 
 fn demo_users() -> Vec<SyncUser> {
+    let demo = |name: &str, email: &str, role_tag: &str| SyncUser {
+        email: Some(email.into()),
+        role_tag: role_tag.into(),
+        db_name: "demo.db".into(),
+        ..SyncUser::new(name)
+    };
     vec![
-        SyncUser {
-            email: Some("alice@example.com".into()),
-            role_tag: "developer".into(),
-            db_name: "demo.db".into(),
-            ..SyncUser::new("demo.alice")
-        },
-        SyncUser {
-            email: Some("bob@example.com".into()),
-            role_tag: CONTRACTOR_ROLE.into(),
-            db_name: "demo.db".into(),
-            ..SyncUser::new("demo.bob")
-        },
+        demo("demo.alice", "alice@example.com", "developer"),
+        demo("demo.bob", "bob@example.com", CONTRACTOR_ROLE),
     ]
 }
 
-impl SampleSync {
-    fn ctx(&self) -> Result<&PluginContext, PluginError> {
-        self.ctx
-            .get()
-            .ok_or_else(|| PluginError::internal("sample_sync is not initialised"))
+/// Runs a bookkeeping step whose failure (or missing scope) is logged, never fatal: the users
+/// are synced and reported either way.
+async fn logged<F>(ctx: &PluginContext, what: &str, step: F)
+where
+    F: std::future::Future<Output = Result<(), PluginError>>,
+{
+    if let Err(e) = step.await {
+        ctx.log(LogLevel::Warn, format!("{what}: {e}"));
     }
+}
 
+impl SampleSync {
     async fn real_run(&self, users: &[SyncUser]) -> Result<JsonObject, PluginError> {
-        let ctx = self.ctx()?;
-        // Events and the role are bookkeeping: if they fail (or the scope is not granted),
-        // say so in the log and still sync and report every user.
-        if let Err(e) = ctx
-            .emit_event("sync.started", json!({"count": users.len()}))
-            .await
-        {
-            ctx.log(LogLevel::Warn, format!("sync.started not emitted: {e}"));
-        }
-        if let Err(e) = ctx
-            .upsert_identity_role(CONTRACTOR_ROLE, "External contractor", false)
-            .await
-        {
-            ctx.log(
-                LogLevel::Warn,
-                format!("role '{CONTRACTOR_ROLE}' not upserted: {e}"),
-            );
-        }
+        let ctx = self.ctx.get()?;
+        let started = json!({"count": users.len()});
+        logged(
+            ctx,
+            "sync.started not emitted",
+            ctx.emit_event("sync.started", started),
+        )
+        .await;
+        let contractor = IdentityRole {
+            name: CONTRACTOR_ROLE.into(),
+            description: "External contractor".into(),
+            is_staff: false,
+        };
+        let upsert = ctx.upsert_identity_role(&contractor);
+        logged(
+            ctx,
+            &format!("role '{CONTRACTOR_ROLE}' not upserted"),
+            upsert,
+        )
+        .await;
         let (mut created, mut updated, mut failed) = (0u64, 0u64, 0u64);
         let mut items = Vec::with_capacity(users.len());
         for user in users {
-            let result = ctx
-                .sync_user(
-                    &user.username,
-                    &user.db_name,
-                    &user.role_tag,
-                    user.email.as_deref(),
-                    user.is_active,
-                )
-                .await;
             let mut item = json_object!({
                 "username": user.username,
                 "db_name": user.db_name,
                 "role_tag": user.role_tag,
             });
-            match result {
+            match ctx.sync_user(user).await {
                 Ok(outcome) => {
                     match outcome {
-                        nebula_plugin_api::SyncOutcome::Created => created += 1,
-                        nebula_plugin_api::SyncOutcome::Updated => updated += 1,
+                        SyncOutcome::Created => created += 1,
+                        SyncOutcome::Updated => updated += 1,
                     }
                     item.insert("action".into(), outcome.as_str().into());
                 }
@@ -115,19 +107,14 @@ impl SampleSync {
             items.push(Value::Object(item));
         }
         let status = if failed == 0 { "ok" } else { "partial" };
-        let summary = json!({
+        let mut summary = json_object!({
             "status": status, "count": users.len(),
             "created": created, "updated": updated, "failed": failed,
         });
-        if let Err(e) = ctx.emit_event("sync.finished", summary.clone()).await {
-            ctx.log(LogLevel::Warn, format!("sync.finished not emitted: {e}"));
-        }
-        let mut answer = match summary {
-            Value::Object(map) => map,
-            _ => JsonObject::new(),
-        };
-        answer.insert("items".into(), Value::Array(items));
-        Ok(answer)
+        let finished = ctx.emit_event("sync.finished", Value::Object(summary.clone()));
+        logged(ctx, "sync.finished not emitted", finished).await;
+        summary.insert("items".into(), Value::Array(items));
+        Ok(summary)
     }
 }
 
@@ -135,13 +122,11 @@ impl SampleSync {
 impl Plugin for SampleSync {
     async fn initialize(&self, ctx: PluginContext) -> Result<(), PluginError> {
         ctx.log(LogLevel::Info, "sample_sync initialised");
-        self.ctx
-            .set(ctx)
-            .map_err(|_| PluginError::internal("sample_sync initialised twice"))
+        self.ctx.set(ctx)
     }
 
     async fn health(&self) -> Result<JsonObject, PluginError> {
-        self.ctx()?;
+        self.ctx.get()?;
         Ok(json_object!({"status": "ok"}))
     }
 

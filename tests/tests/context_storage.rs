@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use nebula_core::{CoreHost, NebulaCore};
-use nebula_plugin_api::{ErrorKind, PluginContext, Scope, ScopeSet};
+use nebula_plugin_api::{ErrorKind, IdentityRole, PluginContext, Scope, ScopeSet, SyncUser};
 
 async fn bare_engine(dir: &std::path::Path) -> NebulaCore {
     NebulaCore::builder()
@@ -24,6 +24,24 @@ fn context(core: &NebulaCore, scopes: &[Scope]) -> PluginContext {
     PluginContext::new("tester", scopes.iter().copied().collect(), host)
 }
 
+/// An active user as a test writes it.
+fn user(username: &str, db_name: &str, role_tag: &str, email: Option<&str>) -> SyncUser {
+    SyncUser {
+        db_name: db_name.into(),
+        role_tag: role_tag.into(),
+        email: email.map(str::to_owned),
+        ..SyncUser::new(username)
+    }
+}
+
+fn role(name: &str, description: &str, is_staff: bool) -> IdentityRole {
+    IdentityRole {
+        name: name.into(),
+        description: description.into(),
+        is_staff,
+    }
+}
+
 #[tokio::test]
 async fn helpers_write_with_their_scopes_and_nothing_without() {
     let dir = tempfile::tempdir().unwrap();
@@ -32,14 +50,17 @@ async fn helpers_write_with_their_scopes_and_nothing_without() {
 
     let none = context(&core, &[]);
     assert_eq!(
-        none.sync_user("ann", "acme", "dev", None, true)
+        none.sync_user(&user("ann", "acme", "dev", None))
             .await
             .unwrap_err()
             .kind(),
         ErrorKind::PermissionDenied
     );
     assert!(none.emit_event("x", serde_json::json!({})).await.is_err());
-    assert!(none.upsert_identity_role("r", "", false).await.is_err());
+    assert!(none
+        .upsert_identity_role(&role("r", "", false))
+        .await
+        .is_err());
     assert!(core
         .directory()
         .list_users("acme.db", 10, 0)
@@ -51,7 +72,7 @@ async fn helpers_write_with_their_scopes_and_nothing_without() {
 
     let all = context(&core, &ScopeSet::all().iter().collect::<Vec<_>>());
     assert!(all
-        .sync_user("root", "system.db", "admin", None, true)
+        .sync_user(&user("root", "system.db", "admin", None))
         .await
         .is_err());
     assert!(core
@@ -61,7 +82,7 @@ async fn helpers_write_with_their_scopes_and_nothing_without() {
         .unwrap()
         .is_empty());
 
-    all.sync_user("ann", "acme", "Dev Ops", Some("a@x"), true)
+    all.sync_user(&user("ann", "acme", "Dev Ops", Some("a@x")))
         .await
         .unwrap();
     all.set_identity_tag("ann", "acme", "lead").await.unwrap();
@@ -73,7 +94,7 @@ async fn helpers_write_with_their_scopes_and_nothing_without() {
     let listed = all.list_users("acme", 0, 0).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].role_tag, "lead");
-    all.upsert_identity_role("Lead", "team lead", true)
+    all.upsert_identity_role(&role("Lead", "team lead", true))
         .await
         .unwrap();
     let roles = all.list_identity_roles().await.unwrap();
@@ -103,13 +124,12 @@ async fn concurrent_syncs_of_the_same_users_never_duplicate() {
         let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
-                ctx.sync_user(
+                ctx.sync_user(&user(
                     &format!("u{i}"),
                     "race.db",
                     &format!("t{round}"),
                     None,
-                    true,
-                )
+                ))
                 .await
                 .unwrap();
             }
