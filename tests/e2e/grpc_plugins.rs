@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{command, python_command, Peer, Server};
+use support::{command, python_command, spawn_peer, Peer, Server};
 
 const CALL_TIMEOUT: f64 = 1.5;
 
@@ -477,6 +477,151 @@ fn an_8_mib_answer_is_answered_by_its_deadline_while_the_list_keeps_answering() 
         assert!(
             Instant::now() < deadline,
             "the server still uses {used:?} of CPU per second"
+        );
+    }
+}
+
+/// Runs `serve-plugin` with `args` and expects it to refuse to start: answers its exit code
+/// and standard error. One that serves instead is killed after 20 s and reported.
+fn serve_plugin_refused(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = command(dir)
+        .arg("serve-plugin")
+        .args(args)
+        .env("PEER_TOKEN", "a-token-of-the-test")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "serve-plugin {args:?} did not refuse; it printed {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 8, defect 2: `serve-plugin` without a token on TCP was an open door to the database,
+/// and `--listen 0.0.0.0` was accepted silently.
+#[test]
+fn serve_plugin_requires_a_token_on_tcp_and_loopback_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // TCP without a token: refused, naming the rule and the way out; nothing is opened.
+    for listen in ["127.0.0.1:0", "localhost:0", "[::1]:0"] {
+        let (code, stderr) = serve_plugin_refused(dir.path(), &["sample_sync", "--listen", listen]);
+        assert_eq!(code, Some(2), "{listen}: {stderr}");
+        assert!(
+            stderr.contains("requires a token") && stderr.contains("--token-env"),
+            "{stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "the database was opened before the arguments were checked"
+    );
+
+    // Beyond loopback: refused without --allow-remote, with or without a token.
+    for args in [
+        &[
+            "sample_sync",
+            "--listen",
+            "0.0.0.0:0",
+            "--token-env",
+            "PEER_TOKEN",
+        ][..],
+        &["sample_sync", "--listen", "0.0.0.0:0"][..],
+        &[
+            "sample_sync",
+            "--listen",
+            "[::]:0",
+            "--token-env",
+            "PEER_TOKEN",
+        ][..],
+    ] {
+        let (code, stderr) = serve_plugin_refused(dir.path(), args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("not loopback") && stderr.contains("--allow-remote"),
+            "{stderr}"
+        );
+    }
+    // --allow-remote lifts the address rule, never the token rule.
+    let (code, stderr) = serve_plugin_refused(
+        dir.path(),
+        &["sample_sync", "--listen", "0.0.0.0:0", "--allow-remote"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("requires a token"), "{stderr}");
+
+    // The rules are in --help.
+    let help = command(dir.path())
+        .args(["serve-plugin", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for needle in [
+        "required on TCP",
+        "unix socket",
+        "--allow-remote",
+        "loopback (127.0.0.0/8, ::1, localhost)",
+        "exit code 2",
+    ] {
+        assert!(help.contains(needle), "{needle:?} not in --help:\n{help}");
+    }
+
+    // Allowed: a unix socket without a token, a loopback TCP address with one, and with
+    // --allow-remote and a token, any address. Each serves and answers a plain client.
+    let sock = dir.path().join("open.sock");
+    let unix = Peer::rust(dir.path(), &format!("unix://{}", sock.display()), None);
+    let tcp = Peer::rust(dir.path(), "127.0.0.1:0", Some("tok-tcp"));
+    let mut remote_cmd = command(dir.path());
+    remote_cmd
+        .args([
+            "serve-plugin",
+            "sample_sync",
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-remote",
+            "--token-env",
+            "PEER_TOKEN",
+        ])
+        .env("PEER_TOKEN", "tok-remote");
+    let remote = spawn_peer(&mut remote_cmd);
+    assert!(
+        remote.endpoint.starts_with("http://0.0.0.0:"),
+        "{}",
+        remote.endpoint
+    );
+    let remote_local = format!("127.0.0.1:{}", remote.port());
+    for (endpoint, token) in [
+        (unix.endpoint.clone(), None),
+        (
+            tcp.endpoint.trim_start_matches("http://").to_owned(),
+            Some("tok-tcp"),
+        ),
+        (remote_local, Some("tok-remote")),
+    ] {
+        let mut client = python_command("client.py");
+        client.arg(&endpoint);
+        if let Some(token) = token {
+            client.args(["--token", token]);
+        }
+        let out = client.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{endpoint}: {}",
+            String::from_utf8_lossy(&out.stdout)
         );
     }
 }

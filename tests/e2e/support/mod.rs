@@ -376,3 +376,9 @@ impl Drop for Peer {
         let _ = self.child.wait();
     }
 }
+
+/// A peer started from `cmd` (for example `serve-plugin` with arguments [`Peer::rust`] does
+/// not pass); its endpoint is the last word of the first line it prints.
+pub fn spawn_peer(cmd: &mut Command) -> Peer {
+    Peer::spawn(cmd)
+}
