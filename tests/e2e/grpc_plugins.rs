@@ -625,3 +625,127 @@ fn serve_plugin_requires_a_token_on_tcp_and_loopback_unless_allowed() {
         );
     }
 }
+
+/// Issue 8, untested until now: gRPC messages over 4 MiB both ways. tonic (and grpcio)
+/// default to 4 MiB; SPEC §6 says the limits match `server.max_body_bytes` (8 MiB here).
+#[test]
+fn messages_over_4_mib_cross_both_ways() {
+    const MIB4: usize = 4 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let peer_dir = tempfile::tempdir().unwrap();
+    let python = Peer::python("ok", 0);
+    let rust = Peer::rust(peer_dir.path(), "127.0.0.1:0", Some("tok-big"));
+    let config = dir.path().join("nebula.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins]\ncall_timeout_sec = 30\nhealth_interval_sec = 3600\n{}{}",
+            external("py_big", &python.endpoint, None),
+            external("rust_big", &rust.endpoint, Some("RUST_TOKEN")),
+        ),
+    )
+    .unwrap();
+    let server = Server::spawn(
+        command(dir.path())
+            .arg("--config")
+            .arg(&config)
+            .env("NEBULA__SERVER__BIND", "127.0.0.1:0")
+            .env("RUST_TOKEN", "tok-big"),
+        dir.path(),
+    );
+
+    // 10,000 users with long names and e-mails: about 5 MB on the wire, 6 MB of JSON.
+    let users: Vec<Value> = (0..10_000)
+        .map(|i| {
+            json!({
+                "username": format!("user{i:05}-{}", "n".repeat(140)),
+                "db_name": "acme",
+                "email": format!("{}{i:05}@example.com", "e".repeat(230)),
+            })
+        })
+        .collect();
+    let body = json!({"dry_run": false, "users": users});
+    let body_len = body.to_string().len();
+    assert!(body_len > MIB4 && body_len < 8 * 1024 * 1024, "{body_len}");
+
+    // A real sync through HTTP to the Python peer, which echoes what it received.
+    let sync = server.post("/system/plugins/py_big/sync-users", &body);
+    assert_eq!(sync.status, 200, "{}", sync.body);
+    let result = &sync.body["result"];
+    let request_bytes = result["request_bytes"].as_u64().unwrap();
+    assert!(
+        request_bytes > MIB4 as u64,
+        "the peer got a request of {request_bytes} bytes"
+    );
+    assert_eq!(result["count"], 10_000);
+    let received = result["received"]["users"].as_array().unwrap();
+    assert_eq!(received.len(), 10_000);
+    assert_eq!(received[9_999]["email"], users[9_999]["email"]);
+    assert_eq!(received[9_999]["username"], users[9_999]["username"]);
+    // The answer holds the whole request: it was over 4 MiB too.
+    let answer_len = serde_json::to_vec(result).unwrap().len();
+    assert!(answer_len > body_len, "answer of {answer_len} bytes");
+
+    // The Rust serve helper receives it too (a dry run: nothing is written).
+    let mut dry = body.clone();
+    dry["dry_run"] = json!(true);
+    let preview = server.post("/system/plugins/rust_big/sync-users", &dry);
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert_eq!(preview.body["result"]["status"], "dry_run");
+    assert_eq!(preview.body["result"]["count"], 10_000);
+    assert_eq!(
+        preview.body["result"]["items"][9_999]["username"],
+        users[9_999]["username"]
+    );
+}
+
+/// Issue 8, untested until now: a rescan after the configured endpoint of an external plugin
+/// changed sends the next calls to the new endpoint.
+#[test]
+fn a_rescan_moves_an_external_plugin_to_its_new_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Peer::python("ok", 0);
+    let b = Peer::python("ok", 0);
+    let config = dir.path().join("nebula.toml");
+    let with_endpoint = |endpoint: &str| {
+        format!(
+            "[plugins]\ncall_timeout_sec = 5\nhealth_interval_sec = 3600\n{}",
+            external("moving", endpoint, None)
+        )
+    };
+    std::fs::write(&config, with_endpoint(&a.endpoint)).unwrap();
+    let server = Server::spawn(
+        command(dir.path())
+            .arg("--config")
+            .arg(&config)
+            .env("NEBULA__SERVER__BIND", "127.0.0.1:0"),
+        dir.path(),
+    );
+    let port_answering = || {
+        let health = server.get("/system/plugins/moving/health");
+        assert_eq!(health.status, 200, "{}", health.body);
+        health.body["health"]["port"].as_u64().unwrap()
+    };
+    assert_eq!(port_answering(), u64::from(a.port()));
+    let sync = server.post("/system/plugins/moving/sync-users", &json!({}));
+    assert_eq!(sync.body["result"]["calls"], 1);
+
+    std::fs::write(&config, with_endpoint(&b.endpoint)).unwrap();
+    let rescan = server.post("/system/plugins/rescan", &json!({}));
+    assert_eq!(rescan.status, 200, "{}", rescan.body);
+    let moved = record(&rescan.body, "moving");
+    assert_eq!(moved["origin"], b.endpoint.as_str(), "{moved}");
+    assert_ne!(moved["status"], "disabled");
+
+    assert_eq!(port_answering(), u64::from(b.port()));
+    let sync = server.post("/system/plugins/moving/sync-users", &json!({}));
+    assert_eq!(sync.status, 200, "{}", sync.body);
+    assert_eq!(sync.body["result"]["calls"], 1, "B's first sync");
+    // A is not needed any more.
+    a.kill();
+    assert_eq!(port_answering(), u64::from(b.port()));
+    assert_eq!(
+        record(&server.get("/system/plugins").body, "moving")["status"],
+        "healthy"
+    );
+}
