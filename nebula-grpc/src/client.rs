@@ -64,7 +64,7 @@ impl std::fmt::Debug for RemotePluginSpec {
 /// peer restarts; a peer that is down fails the call at once (connection refused) or within
 /// `connect_timeout`, never the full call timeout.
 ///
-/// Messages cross the channel as bytes ([`RawCodec`]): protobuf encoding and decoding, and the
+/// Messages cross the channel as bytes (`RawCodec`): protobuf encoding and decoding, and the
 /// Struct ↔ JSON conversion, happen here, on the blocking pool for a large message, so no
 /// async worker spends long on one and the manager's timeout answers at its deadline whatever
 /// the peer sent.
