@@ -5,14 +5,29 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use nebula_plugin_api::{async_trait, JsonObject, Plugin, PluginContext, PluginError, SyncRequest};
+use prost::bytes::{Buf, BufMut, Bytes};
+use prost::Message;
+use tonic::client::Grpc;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Request, Status};
 
 use crate::convert::{struct_to_json, value_to_struct};
 use crate::endpoint::{EndpointError, GrpcEndpoint};
-use crate::proto::plugin_service_client::PluginServiceClient;
-use crate::TOKEN_METADATA;
+use crate::{cpu_work, echo, MAX_ERROR_TEXT, TOKEN_METADATA};
+
+/// The gRPC paths of `nebula.plugin.v1.PluginService`.
+const HEALTH_PATH: &str = "/nebula.plugin.v1.PluginService/Health";
+const SYNC_USERS_PATH: &str = "/nebula.plugin.v1.PluginService/SyncUsers";
+/// An answer longer than this (encoded) is decoded and converted on the blocking pool.
+const LARGE_ANSWER_BYTES: usize = 64 * 1024;
+
+/// A request with more users than this is encoded on the blocking pool.
+const LARGE_REQUEST_USERS: usize = 256;
+/// A request with more bytes of user text than this is encoded on the blocking pool.
+const LARGE_REQUEST_TEXT: usize = 64 * 1024;
 
 /// How to reach one external plugin.
 #[derive(Clone)]
@@ -48,10 +63,15 @@ impl std::fmt::Debug for RemotePluginSpec {
 /// An external plugin. Connects lazily on the first call and reconnects by itself after the
 /// peer restarts; a peer that is down fails the call at once (connection refused) or within
 /// `connect_timeout`, never the full call timeout.
+///
+/// Messages cross the channel as bytes (`RawCodec`): protobuf encoding and decoding, and the
+/// Struct ↔ JSON conversion, happen here, on the blocking pool for a large message, so no
+/// async worker spends long on one and the manager's timeout answers at its deadline whatever
+/// the peer sent.
 #[derive(Debug)]
 pub struct GrpcPlugin {
     spec: RemotePluginSpec,
-    client: OnceLock<PluginServiceClient<Channel>>,
+    client: OnceLock<Grpc<Channel>>,
 }
 
 impl GrpcPlugin {
@@ -65,7 +85,7 @@ impl GrpcPlugin {
 
     /// Applies the endpoint policy (on the literal text, before any lookup) and builds a lazy
     /// channel.
-    fn connect(&self) -> Result<PluginServiceClient<Channel>, PluginError> {
+    fn connect(&self) -> Result<Grpc<Channel>, PluginError> {
         let endpoint = GrpcEndpoint::parse(&self.spec.endpoint)
             .map_err(|e| PluginError::invalid(e.to_string()))?;
         endpoint
@@ -94,12 +114,12 @@ impl GrpcPlugin {
                     }))
             }
         };
-        Ok(PluginServiceClient::new(channel)
+        Ok(Grpc::new(channel)
             .max_decoding_message_size(self.spec.max_message_bytes)
             .max_encoding_message_size(self.spec.max_message_bytes))
     }
 
-    fn client(&self) -> Result<PluginServiceClient<Channel>, PluginError> {
+    fn client(&self) -> Result<Grpc<Channel>, PluginError> {
         self.client.get().cloned().ok_or_else(|| {
             PluginError::internal(format!("plugin '{}' is not initialised", self.spec.name))
         })
@@ -128,7 +148,7 @@ impl GrpcPlugin {
             "peer {} answered {method} with {:?}: {}",
             self.spec.endpoint,
             status.code(),
-            status.message()
+            echo(status.message(), MAX_ERROR_TEXT)
         );
         match status.code() {
             Code::InvalidArgument => PluginError::InvalidInput(text),
@@ -138,13 +158,110 @@ impl GrpcPlugin {
         }
     }
 
-    fn answer(&self, method: &str, answer: prost_types::Struct) -> Result<JsonObject, PluginError> {
-        struct_to_json(&answer).map_err(|e| {
+    /// One unary call with an encoded message; answers the encoded answer.
+    async fn call(
+        &self,
+        method: &str,
+        path: &'static str,
+        message: Bytes,
+    ) -> Result<Bytes, PluginError> {
+        let mut grpc = self.client()?;
+        grpc.ready().await.map_err(|e| {
+            self.status_error(method, Status::unknown(format!("channel not ready: {e}")))
+        })?;
+        let answer = grpc
+            .unary(
+                self.request(message),
+                PathAndQuery::from_static(path),
+                RawCodec,
+            )
+            .await
+            .map_err(|s| self.status_error(method, s))?;
+        Ok(answer.into_inner())
+    }
+
+    /// Decodes and converts a peer's answer; a large one on the blocking pool.
+    async fn answer(&self, method: &str, answer: Bytes) -> Result<JsonObject, PluginError> {
+        let large = answer.len() > LARGE_ANSWER_BYTES;
+        let converted = cpu_work(large, move || -> Result<JsonObject, String> {
+            let message = prost_types::Struct::decode(answer)
+                .map_err(|e| format!("a message that is not a google.protobuf.Struct: {e}"))?;
+            struct_to_json(&message).map_err(|e| format!("an invalid value: {e}"))
+        })
+        .await
+        .map_err(|e| {
+            PluginError::internal(format!("converting the answer to {method} failed: {e}"))
+        })?;
+        converted.map_err(|e| {
             PluginError::Unavailable(format!(
-                "peer {} answered {method} with an invalid value: {e}",
+                "peer {} answered {method} with {e}",
                 self.spec.endpoint
             ))
         })
+    }
+}
+
+/// Whether encoding `request` is worth moving off the async worker.
+fn request_is_large(request: &SyncRequest) -> bool {
+    let users = request.users.as_deref().unwrap_or_default();
+    users.len() > LARGE_REQUEST_USERS
+        || users
+            .iter()
+            .map(|u| {
+                u.username.len()
+                    + u.db_name.len()
+                    + u.role_tag.len()
+                    + u.email.as_ref().map_or(0, String::len)
+            })
+            .sum::<usize>()
+            > LARGE_REQUEST_TEXT
+}
+
+/// The validated request as the encoded Struct a peer receives (every field present).
+fn encode_request(request: &SyncRequest) -> Result<Bytes, PluginError> {
+    let value = serde_json::to_value(request)
+        .map_err(|e| PluginError::internal(format!("cannot encode the request: {e}")))?;
+    let message = value_to_struct(&value).map_err(|e| PluginError::invalid(e.to_string()))?;
+    Ok(Bytes::from(message.encode_to_vec()))
+}
+
+/// Passes already encoded messages through: encoding and decoding happen in [`GrpcPlugin`],
+/// where a large message can be moved to the blocking pool. The channel still enforces the
+/// message size limits.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 
@@ -159,23 +276,16 @@ impl Plugin for GrpcPlugin {
     }
 
     async fn health(&self) -> Result<JsonObject, PluginError> {
-        let mut client = self.client()?;
-        let answer = client
-            .health(self.request(()))
-            .await
-            .map_err(|s| self.status_error("Health", s))?;
-        self.answer("Health", answer.into_inner())
+        // google.protobuf.Empty encodes to nothing.
+        let answer = self.call("Health", HEALTH_PATH, Bytes::new()).await?;
+        self.answer("Health", answer).await
     }
 
     async fn sync_users(&self, request: SyncRequest) -> Result<JsonObject, PluginError> {
-        let mut client = self.client()?;
-        let value = serde_json::to_value(&request)
-            .map_err(|e| PluginError::internal(format!("cannot encode the request: {e}")))?;
-        let message = value_to_struct(&value).map_err(|e| PluginError::invalid(e.to_string()))?;
-        let answer = client
-            .sync_users(self.request(message))
+        let message = cpu_work(request_is_large(&request), move || encode_request(&request))
             .await
-            .map_err(|s| self.status_error("SyncUsers", s))?;
-        self.answer("SyncUsers", answer.into_inner())
+            .map_err(|e| PluginError::internal(format!("encoding the request failed: {e}")))??;
+        let answer = self.call("SyncUsers", SYNC_USERS_PATH, message).await?;
+        self.answer("SyncUsers", answer).await
     }
 }

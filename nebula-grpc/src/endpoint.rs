@@ -35,6 +35,12 @@ pub enum EndpointError {
     /// A non-loopback endpoint while `plugins.allow_remote_grpc` is false.
     #[error("endpoint '{0}' refused by policy: only loopback (127.0.0.0/8, ::1, localhost) and unix sockets are allowed unless plugins.allow_remote_grpc = true")]
     RemoteRefused(String),
+    /// Serving on a TCP address without a token.
+    #[error("listening on TCP ({0}) requires a token: without one, any process that can reach the port could call the plugin; only a unix socket, guarded by its file permissions, may go without")]
+    ListenTokenRequired(String),
+    /// Serving on a non-loopback address without an explicit permission.
+    #[error("listen address '{0}' refused: not loopback (127.0.0.0/8, ::1, localhost); listening beyond this host must be allowed explicitly, and the traffic, token included, is unencrypted")]
+    ListenRemoteRefused(String),
 }
 
 impl GrpcEndpoint {
@@ -135,6 +141,27 @@ impl GrpcEndpoint {
         } else {
             Err(EndpointError::RemoteRefused(self.to_string()))
         }
+    }
+
+    /// The policy for serving a plugin on this (listen) endpoint: a TCP address must be loopback
+    /// unless `allow_remote`, and needs a token (`has_token`) whatever its address; a unix
+    /// socket may go without a token. Loopback is decided as for outgoing endpoints
+    /// ([`is_loopback`](Self::is_loopback)), on the literal text: `0.0.0.0` and `::` are not.
+    pub fn check_listen_policy(
+        &self,
+        has_token: bool,
+        allow_remote: bool,
+    ) -> Result<(), EndpointError> {
+        if matches!(self, GrpcEndpoint::Unix(_)) {
+            return Ok(());
+        }
+        if !allow_remote && !self.is_loopback() {
+            return Err(EndpointError::ListenRemoteRefused(self.to_string()));
+        }
+        if !has_token {
+            return Err(EndpointError::ListenTokenRequired(self.to_string()));
+        }
+        Ok(())
     }
 
     /// The `http://` URI for a TCP endpoint (IPv6 hosts bracketed).
@@ -252,5 +279,44 @@ mod tests {
                 "{remote} allowed when configured"
             );
         }
+    }
+
+    #[test]
+    fn serving_on_tcp_needs_a_token_and_loopback_unless_remote_is_allowed() {
+        let listen = |raw: &str| GrpcEndpoint::parse_listen(raw).unwrap();
+        for local in ["127.0.0.1:0", "127.1.2.3:9", "localhost:0", "[::1]:0"] {
+            assert_eq!(
+                listen(local).check_listen_policy(true, false),
+                Ok(()),
+                "{local}"
+            );
+            assert!(
+                matches!(
+                    listen(local).check_listen_policy(false, false),
+                    Err(EndpointError::ListenTokenRequired(_))
+                ),
+                "{local}"
+            );
+        }
+        for remote in ["0.0.0.0:0", "[::]:0", "10.1.2.3:50051", "example.com:1"] {
+            for has_token in [true, false] {
+                let err = listen(remote)
+                    .check_listen_policy(has_token, false)
+                    .unwrap_err();
+                assert!(
+                    matches!(err, EndpointError::ListenRemoteRefused(_)),
+                    "{remote}"
+                );
+            }
+            assert_eq!(listen(remote).check_listen_policy(true, true), Ok(()));
+            // Allowed beyond loopback, still not without a token.
+            assert!(matches!(
+                listen(remote).check_listen_policy(false, true),
+                Err(EndpointError::ListenTokenRequired(_))
+            ));
+        }
+        let unix = listen("unix:///tmp/p.sock");
+        assert_eq!(unix.check_listen_policy(false, false), Ok(()));
+        assert_eq!(unix.check_listen_policy(true, false), Ok(()));
     }
 }

@@ -14,10 +14,10 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 
-use crate::convert::{json_to_struct, struct_to_json};
+use crate::convert::{json_is_large, json_to_struct, struct_is_large, struct_to_json};
 use crate::endpoint::{EndpointError, GrpcEndpoint};
 use crate::proto::plugin_service_server::{PluginService, PluginServiceServer};
-use crate::TOKEN_METADATA;
+use crate::{cpu_work, echo, MAX_ERROR_TEXT, TOKEN_METADATA};
 
 /// Why serving failed.
 #[derive(Debug, thiserror::Error)]
@@ -201,31 +201,55 @@ impl Bridge {
         }
     }
 
-    /// Runs a plugin call in its own task under the timeout; panics become `INTERNAL`.
+    /// Runs a plugin call in its own task under the timeout; panics become `INTERNAL`. The
+    /// answer is converted in that task too (a large one on the blocking pool), so the bound
+    /// holds whatever the plugin answered.
     async fn run<F>(&self, call: F) -> Result<Response<prost_types::Struct>, Status>
     where
         F: Future<Output = Result<JsonObject, PluginError>> + Send + 'static,
     {
-        let mut handle = tokio::spawn(call);
-        let outcome = match tokio::time::timeout(self.call_timeout, &mut handle).await {
-            Ok(Ok(result)) => result.map_err(status_of),
+        let mut handle = tokio::spawn(async move {
+            let answer = call.await.map_err(status_of)?;
+            encode_answer(answer).await
+        });
+        match tokio::time::timeout(self.call_timeout, &mut handle).await {
+            Ok(Ok(result)) => result.map(Response::new),
             Ok(Err(join)) if join.is_panic() => Err(Status::internal("plugin panicked")),
             Ok(Err(_)) => Err(Status::internal("plugin call cancelled")),
             Err(_) => {
                 handle.abort();
                 Err(Status::deadline_exceeded("plugin call timed out"))
             }
-        }?;
-        json_to_struct(&outcome).map(Response::new).map_err(|e| {
+        }
+    }
+}
+
+/// A plugin's answer as a Struct; a large one converted on the blocking pool.
+async fn encode_answer(answer: JsonObject) -> Result<prost_types::Struct, Status> {
+    cpu_work(json_is_large(&answer), move || json_to_struct(&answer))
+        .await
+        .map_err(|e| Status::internal(format!("converting the answer failed: {e}")))?
+        .map_err(|e| {
             Status::internal(format!(
                 "plugin answered a value protobuf cannot carry: {e}"
             ))
         })
-    }
+}
+
+/// A `SyncUsers` request, converted and validated (a large one on the blocking pool).
+async fn decode_request(message: prost_types::Struct) -> Result<SyncRequest, PluginError> {
+    cpu_work(struct_is_large(&message), move || {
+        let body = struct_to_json(&message).map_err(|e| PluginError::invalid(e.to_string()))?;
+        SyncRequest::from_value(serde_json::Value::Object(body))
+    })
+    .await
+    .map_err(|e| PluginError::internal(format!("converting the request failed: {e}")))?
 }
 
 fn status_of(e: PluginError) -> Status {
-    let text = e.to_string();
+    // Bounded: a status travels in HTTP/2 trailers, and an error that echoes a huge field name
+    // (an unknown key of megabytes) would otherwise reach the caller as a protocol error.
+    let text = echo(&e.to_string(), MAX_ERROR_TEXT);
     match e.kind() {
         ErrorKind::InvalidInput => Status::invalid_argument(text),
         ErrorKind::PermissionDenied => Status::permission_denied(text),
@@ -249,11 +273,14 @@ impl PluginService for Bridge {
         request: Request<prost_types::Struct>,
     ) -> Result<Response<prost_types::Struct>, Status> {
         self.authorize(&request)?;
-        let body = struct_to_json(request.get_ref())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let sync = SyncRequest::from_value(serde_json::Value::Object(body)).map_err(status_of)?;
+        let message = request.into_inner();
         let plugin = self.plugin.clone();
-        self.run(async move { plugin.sync_users(sync).await }).await
+        // Converting and validating the request is part of the bounded call.
+        self.run(async move {
+            let sync = decode_request(message).await?;
+            plugin.sync_users(sync).await
+        })
+        .await
     }
 }
 

@@ -32,16 +32,33 @@ pub enum Command {
         staff: bool,
     },
     /// Run one plugin linked into this binary as an external gRPC plugin
-    /// (nebula.plugin.v1.PluginService), for example `serve-plugin sample_sync --listen
-    /// 127.0.0.1:50051`. Its context writes to the configured database.
+    /// (nebula.plugin.v1.PluginService). Its context writes to the configured database.
+    ///
+    /// Example: `SAMPLE_TOKEN=… nebula-server serve-plugin sample_sync --listen
+    /// 127.0.0.1:50051 --token-env SAMPLE_TOKEN`.
+    ///
+    /// Token: required on TCP (--token-env); without one, any process that can reach the port
+    /// could call the plugin and write to the database. A unix socket (unix:///path), guarded
+    /// by its file permissions, may go without.
+    ///
+    /// Address: a TCP listen address must be loopback (127.0.0.0/8, ::1, localhost) unless
+    /// --allow-remote is given; 0.0.0.0 and :: are not loopback.
+    ///
+    /// Either rule broken: nothing is served, exit code 2.
     ServePlugin {
         /// The plugin's name.
         name: String,
-        /// `host:port`, `http://host:port` or `unix:///path` (port 0 picks a free port).
+        /// `host:port`, `http://host:port` or `unix:///path` (port 0 picks a free port). TCP
+        /// needs --token-env, and a loopback address unless --allow-remote.
         #[arg(long, value_name = "ENDPOINT")]
         listen: String,
         /// Environment variable holding the token callers must send as x-nebula-token.
+        /// Required on TCP; optional on a unix socket.
         #[arg(long, value_name = "VAR")]
         token_env: Option<String>,
+        /// Allow a TCP listen address beyond loopback (such as 0.0.0.0:50051). The traffic,
+        /// token included, is unencrypted: use it only on a network you trust.
+        #[arg(long)]
+        allow_remote: bool,
     },
 }

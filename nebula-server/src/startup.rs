@@ -19,7 +19,7 @@ use nebula_core::{
     CoreHost, Database, EventBus, IdentityDirectory, LoadedConfig, NebulaConfig, NebulaCore,
 };
 use nebula_grpc::server::{serve_bound, BoundListener};
-use nebula_grpc::ServeOptions;
+use nebula_grpc::{EndpointError, GrpcEndpoint, ServeOptions};
 
 use crate::app::app;
 use crate::cli::{Cli, Command};
@@ -71,7 +71,14 @@ pub fn main_entry() -> ExitCode {
             name,
             listen,
             token_env,
-        } => runtime.block_on(serve_plugin(&loaded.config, &name, &listen, token_env)),
+            allow_remote,
+        } => runtime.block_on(serve_plugin(
+            &loaded.config,
+            &name,
+            &listen,
+            token_env,
+            allow_remote,
+        )),
     };
     runtime.shutdown_timeout(Duration::from_secs(2));
     code
@@ -289,13 +296,41 @@ async fn create_user(
 
 /// `serve-plugin NAME --listen ENDPOINT`: one linked plugin as an external gRPC plugin. Its
 /// context is backed by the configured database, so the same crate behaves the same in
-/// process and out of process.
+/// process and out of process. The listen policy (a token on TCP, loopback unless
+/// `--allow-remote`) is checked before anything is opened.
 async fn serve_plugin(
     config: &NebulaConfig,
     name: &str,
     listen: &str,
     token_env: Option<String>,
+    allow_remote: bool,
 ) -> ExitCode {
+    let endpoint = match GrpcEndpoint::parse_listen(listen) {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            eprintln!("nebula-server: --listen: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = endpoint.check_listen_policy(token_env.is_some(), allow_remote) {
+        let hint = match e {
+            EndpointError::ListenTokenRequired(_) => {
+                "; pass --token-env VAR (callers send $VAR as x-nebula-token) or listen on unix:///path"
+            }
+            EndpointError::ListenRemoteRefused(_) => {
+                "; listen on a loopback address, or pass --allow-remote"
+            }
+            _ => "",
+        };
+        eprintln!("nebula-server: --listen {listen}: {e}{hint}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if !endpoint.is_loopback() {
+        tracing::warn!(
+            listen,
+            "serving beyond loopback (--allow-remote): the traffic, token included, is unencrypted"
+        );
+    }
     let Some(registration) = nebula_plugin_api::registered_plugins()
         .find(|r| r.manifest().is_ok_and(|m| m.name == name))
     else {

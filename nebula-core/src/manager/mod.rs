@@ -107,6 +107,11 @@ impl PluginManager {
         }
     }
 
+    /// The bound on `health`, `sync_users` and `shutdown` calls.
+    pub fn call_timeout(&self) -> std::time::Duration {
+        self.settings.call_timeout
+    }
+
     /// Every plugin's record, sorted by (source, name).
     pub fn list(&self) -> Vec<PluginRecord> {
         let slots: Vec<Arc<PluginSlot>> = self.slots.read().values().cloned().collect();

@@ -1,8 +1,11 @@
 //! `/system/plugins…`
 
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use nebula_plugin_api::SyncRequest;
+use nebula_plugin_api::{JsonObject, SyncRequest};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -31,6 +34,7 @@ pub(crate) async fn health(
     _caller: Caller,
     name: PluginName,
 ) -> Result<HttpResponse, ApiError> {
+    let deadline = answer_deadline(&state);
     let plugin = name.0.clone();
     let health = state
         .on_engine(|core| async move { core.plugins().health(&plugin).await })
@@ -41,7 +45,7 @@ pub(crate) async fn health(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    Ok(HttpResponse::build(status).json(json!({ "plugin": name.0, "health": health })))
+    answer_off_worker(deadline, status, name.0, "health", health).await
 }
 
 pub(crate) async fn sync_users(
@@ -59,11 +63,56 @@ pub(crate) async fn sync_users(
     if !request.dry_run {
         tracing::info!(caller = %caller.describe(), plugin = %name.0, "real sync requested");
     }
+    let deadline = answer_deadline(&state);
     let plugin = name.0.clone();
     let result = state
         .on_engine(|core| async move { core.plugins().sync_users(&plugin, request).await })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "plugin": name.0, "result": result })))
+    answer_off_worker(deadline, StatusCode::OK, name.0, "result", result).await
+}
+
+/// When a plugin route must have answered: the manager bounds the plugin call by the call
+/// timeout, and this bounds the rest, turning a large answer into the response body, so that
+/// the route answers at its deadline whatever the plugin answered.
+fn answer_deadline(state: &AppState) -> Instant {
+    Instant::now() + state.core.plugins().call_timeout() + ANSWER_GRACE
+}
+
+/// Beyond the call timeout, for the manager to cut a late call off and for the answer to be
+/// written.
+const ANSWER_GRACE: Duration = Duration::from_millis(100);
+
+/// `{"plugin": plugin, key: answer}` as the response, serialised (and dropped) on actix's
+/// blocking pool: a plugin's answer may be megabytes of JSON, and the two HTTP workers must
+/// stay free for other requests meanwhile (the list answers in milliseconds). The answer is
+/// moved into the body, not copied (`json!` would copy it through `to_value`). Not ready by
+/// `deadline`: 504 (the serialisation is then left to finish on its thread and dropped).
+async fn answer_off_worker(
+    deadline: Instant,
+    status: StatusCode,
+    plugin: String,
+    key: &'static str,
+    answer: JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let name = plugin.clone();
+    let serialised = web::block(move || {
+        let mut body = JsonObject::new();
+        body.insert("plugin".to_owned(), plugin.into());
+        body.insert(key.to_owned(), answer.into());
+        serde_json::to_vec(&body)
+    });
+    let bytes = tokio::time::timeout_at(deadline.into(), serialised)
+        .await
+        .map_err(|_| {
+            ApiError::Timeout(format!(
+                "plugin '{name}': the answer was too large to be sent within the call timeout"
+            ))
+        })?
+        .map_err(|e| ApiError::Internal(format!("cannot serialise the answer: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("cannot serialise the answer: {e}")))?;
+    Ok(HttpResponse::build(status)
+        .content_type(ContentType::json())
+        .body(bytes))
 }
 
 /// `{"action": "start" | "stop" | "restart"}`.

@@ -414,3 +414,9 @@ pub fn run_until_exit(cmd: &mut Command, limit: Duration) -> Option<std::process
     }
     Some(child.wait_with_output().expect("output"))
 }
+
+/// A peer started from `cmd` (for example `serve-plugin` with arguments [`Peer::rust`] does
+/// not pass); its endpoint is the last word of the first line it prints.
+pub fn spawn_peer(cmd: &mut Command) -> Peer {
+    Peer::spawn(cmd)
+}
