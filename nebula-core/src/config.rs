@@ -126,6 +126,22 @@ pub struct PluginsConfig {
     pub external: Vec<ExternalPluginConfig>,
     /// Plugin name → scopes the operator grants it; a plugin not named keeps its declared scopes.
     pub grants: BTreeMap<String, Vec<String>>,
+    /// Plugin name → its settings table (`[plugins.settings.<name>]`, SPEC §10), handed to that
+    /// plugin only, through its context. Secrets come from the environment
+    /// (`NEBULA__PLUGINS__SETTINGS__<NAME>__<KEY>`); nothing lists or logs these values.
+    pub settings: BTreeMap<String, PluginSettings>,
+}
+
+/// One plugin's settings: a JSON object whose `Debug` shows only its keys, since values may
+/// be secrets.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct PluginSettings(pub serde_json::Map<String, serde_json::Value>);
+
+impl std::fmt::Debug for PluginSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl Default for PluginsConfig {
@@ -143,6 +159,7 @@ impl Default for PluginsConfig {
             allow_remote_grpc: false,
             external: Vec::new(),
             grants: BTreeMap::new(),
+            settings: BTreeMap::new(),
         }
     }
 }
@@ -448,6 +465,27 @@ mod tests {
         let err = NebulaConfig::load_from(None, env).unwrap_err().to_string();
         assert!(err.contains("server.public_origin"), "{err}");
         assert!(err.contains("http://10.0.0.5:8000/admin"), "{err}");
+    }
+
+    #[test]
+    fn plugin_settings_come_from_the_file_and_the_environment_and_never_show_their_values() {
+        let f = file(
+            "[plugins.settings.csv_import]\npath = \"/srv/users.csv\"\ndelimiter = \";\"\n\
+             [plugins.settings.csv_import.columns]\nemail = \"mail\"\n",
+        );
+        let env = vec![(
+            "NEBULA__PLUGINS__SETTINGS__CSV_IMPORT__BIND_PASSWORD".to_owned(),
+            "s3cret-from-env".to_owned(),
+        )];
+        let c = NebulaConfig::load_from(Some(f.path()), env).unwrap();
+        let settings = &c.plugins.settings["csv_import"].0;
+        assert_eq!(settings["path"], "/srv/users.csv");
+        assert_eq!(settings["columns"]["email"], "mail");
+        assert_eq!(settings["bind_password"], "s3cret-from-env");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("bind_password"), "{shown}");
+        assert!(!shown.contains("s3cret-from-env"), "{shown}");
+        assert!(!shown.contains("/srv/users.csv"), "{shown}");
     }
 
     #[test]

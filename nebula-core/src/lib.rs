@@ -28,6 +28,8 @@ pub mod host;
 pub mod logs;
 pub mod manager;
 pub mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::path::PathBuf;
 use std::sync::Arc;

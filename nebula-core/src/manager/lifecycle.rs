@@ -27,7 +27,8 @@ impl PluginManager {
         let Some(descriptor) = descriptor else {
             return;
         };
-        let ctx = PluginContext::new(slot.name.as_str(), scopes, self.host.clone());
+        let ctx = PluginContext::new(slot.name.as_str(), scopes, self.host.clone())
+            .with_settings(self.settings.settings_of(&slot.name));
         let constructor = descriptor.constructor.clone();
         let started = Instant::now();
         let result = guarded(

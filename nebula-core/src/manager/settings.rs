@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use nebula_plugin_api::ScopeSet;
+use nebula_plugin_api::{JsonObject, ScopeSet};
 
 use super::state::Thresholds;
-use crate::config::PluginsConfig;
+use crate::config::{PluginSettings, PluginsConfig};
 
 /// Timeouts, thresholds and grants, taken from `[plugins]`.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct ManagerSettings {
     pub health_interval: Duration,
     /// Operator grants: plugin name → scopes; absent names keep their declared scopes.
     pub grants: BTreeMap<String, ScopeSet>,
+    /// Plugin name → its `[plugins.settings.<name>]` table, handed to it through its context.
+    pub plugin_settings: BTreeMap<String, PluginSettings>,
 }
 
 impl ManagerSettings {
@@ -49,6 +51,7 @@ impl ManagerSettings {
             max_crashes: config.max_crashes,
             health_interval: config.health_interval(),
             grants,
+            plugin_settings: config.settings.clone(),
         }
     }
 
@@ -59,6 +62,14 @@ impl ManagerSettings {
             max_restarts: self.max_restarts,
             max_crashes: self.max_crashes,
         }
+    }
+
+    /// The settings of plugin `name` (an empty object when none are configured).
+    pub fn settings_of(&self, name: &str) -> JsonObject {
+        self.plugin_settings
+            .get(name)
+            .map(|s| s.0.clone())
+            .unwrap_or_default()
     }
 
     /// The scopes a plugin gets: declared ∩ v1 ∩ granted (`plugins.grants`; a plugin not
