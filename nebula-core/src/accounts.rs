@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use nebula_plugin_api::{SyncOutcome, SYSTEM_DB_NAME};
 
 use crate::storage::schema::users;
+use crate::storage::user_rows::{upsert_user, UserUpsert};
 use crate::storage::{unix_now, Database, StorageError};
 
 /// A `system.db` user as authentication sees it. Its `Debug` hides the password hash.
@@ -117,36 +118,17 @@ impl AccountStore {
         let (username, hash) = (username.to_owned(), password_hash.to_owned());
         self.db
             .write(move |conn| {
-                let now = unix_now();
-                let inserted = diesel::insert_into(users::table)
-                    .values((
-                        users::db_name.eq(SYSTEM_DB_NAME),
-                        users::username.eq(&username),
-                        users::password_hash.eq(&hash),
-                        users::is_active.eq(true),
-                        users::is_staff.eq(is_staff),
-                        users::created_at.eq(now),
-                        users::updated_at.eq(now),
-                    ))
-                    .on_conflict((users::db_name, users::username))
-                    .do_nothing()
-                    .execute(conn)?;
-                if inserted == 1 {
-                    return Ok(SyncOutcome::Created);
-                }
-                diesel::update(
-                    users::table
-                        .filter(users::db_name.eq(SYSTEM_DB_NAME))
-                        .filter(users::username.eq(&username)),
+                upsert_user(
+                    conn,
+                    &UserUpsert {
+                        db_name: SYSTEM_DB_NAME,
+                        username: &username,
+                        email: None,
+                        is_active: true,
+                        is_staff: Some(is_staff),
+                        password_hash: Some(&hash),
+                    },
                 )
-                .set((
-                    users::password_hash.eq(&hash),
-                    users::is_active.eq(true),
-                    users::is_staff.eq(is_staff),
-                    users::updated_at.eq(now),
-                ))
-                .execute(conn)?;
-                Ok(SyncOutcome::Updated)
             })
             .await
     }

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use nebula_plugin_api::{DirectoryUser, IdentityRole, SyncOutcome, SyncUser};
 
 use crate::storage::schema::{identity_roles, user_identity_tags, users};
+use crate::storage::user_rows::{upsert_user, UserUpsert};
 use crate::storage::{unix_now, Database, DbConnection, StorageError};
 
 /// The role tag reported for a user that has none.
@@ -36,7 +37,17 @@ impl IdentityDirectory {
         let updated_by = updated_by.to_owned();
         self.db
             .write(move |conn| {
-                let outcome = upsert_user(conn, &user)?;
+                let outcome = upsert_user(
+                    conn,
+                    &UserUpsert {
+                        db_name: &user.db_name,
+                        username: &user.username,
+                        email: user.email.as_deref(),
+                        is_active: user.is_active,
+                        is_staff: None,
+                        password_hash: None,
+                    },
+                )?;
                 upsert_tag(
                     conn,
                     &user.db_name,
@@ -180,48 +191,6 @@ impl IdentityDirectory {
             })
             .await
     }
-}
-
-/// Inserts the user, or updates it when `(db_name, username)` exists. Race-free without a
-/// read-then-write: the insert's row count says which happened.
-fn upsert_user(conn: &mut DbConnection, user: &SyncUser) -> Result<SyncOutcome, StorageError> {
-    let now = unix_now();
-    let inserted = diesel::insert_into(users::table)
-        .values((
-            users::db_name.eq(&user.db_name),
-            users::username.eq(&user.username),
-            users::email.eq(&user.email),
-            users::is_active.eq(user.is_active),
-            users::is_staff.eq(false),
-            users::created_at.eq(now),
-            users::updated_at.eq(now),
-        ))
-        .on_conflict((users::db_name, users::username))
-        .do_nothing()
-        .execute(conn)?;
-    if inserted == 1 {
-        return Ok(SyncOutcome::Created);
-    }
-    let target = users::table
-        .filter(users::db_name.eq(&user.db_name))
-        .filter(users::username.eq(&user.username));
-    // An absent e-mail keeps the stored one: a source that does not know it must not erase it.
-    match &user.email {
-        Some(email) => diesel::update(target)
-            .set((
-                users::email.eq(email),
-                users::is_active.eq(user.is_active),
-                users::updated_at.eq(now),
-            ))
-            .execute(conn)?,
-        None => diesel::update(target)
-            .set((
-                users::is_active.eq(user.is_active),
-                users::updated_at.eq(now),
-            ))
-            .execute(conn)?,
-    };
-    Ok(SyncOutcome::Updated)
 }
 
 fn upsert_tag(

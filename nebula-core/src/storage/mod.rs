@@ -10,6 +10,7 @@
 //! `MultiConnection`) plus its migrations directory, not a rewrite. See `docs/ARCHITECTURE.md`.
 
 pub(crate) mod schema;
+pub(crate) mod user_rows;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

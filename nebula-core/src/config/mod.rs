@@ -1,0 +1,304 @@
+//! Configuration: a TOML file plus `NEBULA__<SECTION>__<KEY>` environment overrides.
+//!
+//! Every key has a default, so no file and no environment is a working configuration (SQLite
+//! under `data/`). Unknown keys and wrong types are errors that name the key and the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The file read when no `--config` or `NEBULA_CONFIG` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "nebula.toml";
+/// Prefix of environment overrides (`NEBULA__SERVER__BIND`).
+pub const ENV_PREFIX: &str = "NEBULA";
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file (or an override) could not be read or does not fit the schema.
+    #[error("invalid configuration ({origin}): {message}")]
+    Invalid {
+        /// The file, or "defaults and environment".
+        origin: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NebulaConfig {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[plugins]`.
+    pub plugins: PluginsConfig,
+    /// `[auth]`.
+    pub auth: AuthConfig,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// Largest accepted request body; also the gRPC message limit.
+    pub max_body_bytes: usize,
+    /// Mark the session cookie `Secure` (behind HTTPS).
+    pub cookie_secure: bool,
+    /// The origin browsers use to reach the server (`scheme://host[:port]`), against which
+    /// cookie-authenticated state changes are checked; `None`: `http://` + the `Host` each
+    /// request was sent to. See [`ServerConfig::public_origin`].
+    pub public_origin: Option<String>,
+}
+
+impl ServerConfig {
+    /// `public_origin` parsed and normalised; the error names the key.
+    pub fn public_origin(&self) -> Result<Option<crate::auth::WebOrigin>, String> {
+        self.public_origin
+            .as_deref()
+            .map(crate::auth::WebOrigin::parse)
+            .transpose()
+            .map_err(|e| format!("server.public_origin: {e}"))
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8000".into(),
+            max_body_bytes: 8 * 1024 * 1024,
+            cookie_secure: false,
+            public_origin: None,
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://RELATIVE/PATH`, `sqlite:///ABSOLUTE/PATH`.
+    pub url: String,
+    /// Connections in the pool.
+    pub pool_size: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://data/nebula.db".into(),
+            pool_size: 8,
+        }
+    }
+}
+
+/// `[plugins]`: discovery, timeouts and the lifecycle thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// When false, no plugin is loaded (the API still answers, with an empty list).
+    pub enabled: bool,
+    /// Bound on `initialize`, seconds (fractions allowed).
+    pub init_timeout_sec: f64,
+    /// Bound on `health`, `sync_users` and `shutdown`, seconds; clamped to `max_timeout_sec`.
+    pub call_timeout_sec: f64,
+    /// Upper bound for every plugin timeout, seconds.
+    pub max_timeout_sec: f64,
+    /// Period of the health monitor, seconds.
+    pub health_interval_sec: f64,
+    /// Consecutive timeouts that make a plugin unresponsive.
+    pub timeout_restart_threshold: u32,
+    /// Consecutive failed health checks that trigger a restart.
+    pub health_restart_threshold: u32,
+    /// Restarts before the plugin is disabled.
+    pub max_restarts: u32,
+    /// Consecutive crashes before the plugin is disabled.
+    pub max_crashes: u32,
+    /// Allow gRPC endpoints outside loopback.
+    pub allow_remote_grpc: bool,
+    /// External gRPC plugins (`[[plugins.external]]`).
+    pub external: Vec<ExternalPluginConfig>,
+    /// Plugin name → scopes the operator grants it; a plugin not named keeps its declared scopes.
+    pub grants: BTreeMap<String, Vec<String>>,
+    /// Plugin name → its settings table (`[plugins.settings.<name>]`, SPEC §10), handed to that
+    /// plugin only, through its context. Secrets come from the environment
+    /// (`NEBULA__PLUGINS__SETTINGS__<NAME>__<KEY>`); nothing lists or logs these values.
+    pub settings: BTreeMap<String, PluginSettings>,
+}
+
+/// One plugin's settings: a JSON object whose `Debug` shows only its keys, since values may
+/// be secrets.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct PluginSettings(pub serde_json::Map<String, serde_json::Value>);
+
+impl std::fmt::Debug for PluginSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            enabled: true,
+            init_timeout_sec: 5.0,
+            call_timeout_sec: 10.0,
+            max_timeout_sec: 30.0,
+            health_interval_sec: 30.0,
+            timeout_restart_threshold: 3,
+            health_restart_threshold: 2,
+            max_restarts: 3,
+            max_crashes: 3,
+            allow_remote_grpc: false,
+            external: Vec::new(),
+            grants: BTreeMap::new(),
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// The bound on `initialize`.
+    pub fn init_timeout(&self) -> Duration {
+        secs(self.init_timeout_sec.min(self.max_timeout_sec))
+    }
+
+    /// The bound on every other call (`call_timeout_sec` clamped to `max_timeout_sec`).
+    pub fn call_timeout(&self) -> Duration {
+        secs(self.call_timeout_sec.min(self.max_timeout_sec))
+    }
+
+    /// The upper bound of every plugin timeout.
+    pub fn max_timeout(&self) -> Duration {
+        secs(self.max_timeout_sec)
+    }
+
+    /// The period of the health monitor.
+    pub fn health_interval(&self) -> Duration {
+        secs(self.health_interval_sec)
+    }
+}
+
+/// One `[[plugins.external]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalPluginConfig {
+    /// Plugin name.
+    pub name: String,
+    /// `host:port`, `http://host:port` or `unix:///path`.
+    pub endpoint: String,
+    /// Environment variable holding the token sent as `x-nebula-token`.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Scopes the plugin is given.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Version shown in the list.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Description shown in the list.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of a staff session, seconds.
+    pub session_ttl_sec: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl_sec: 3600,
+        }
+    }
+}
+
+/// Seconds from the configuration → `Duration`: the one rule. `validate` has already refused
+/// anything that is not a finite number from 0.001 to 86400.
+fn secs(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
+}
+
+/// A loaded configuration and the file it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The configuration.
+    pub config: NebulaConfig,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+}
+
+impl NebulaConfig {
+    /// Loads the configuration the way the server does: `explicit` (from `--config`), else the
+    /// `NEBULA_CONFIG` variable, else `./nebula.toml` when it exists, else defaults; then
+    /// `NEBULA__…` overrides from the process environment.
+    pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+        let file = match explicit {
+            Some(path) => Some(path.to_path_buf()),
+            None => match std::env::var_os("NEBULA_CONFIG") {
+                Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+                _ => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+            },
+        };
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let config = Self::load_from(file.as_deref(), env)?;
+        Ok(LoadedConfig { config, file })
+    }
+
+    /// Loads `file` (if any) with overrides taken from `env` (name, value) pairs instead of the
+    /// process environment, so tests and embedders control both.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<NebulaConfig, ConfigError> {
+        let origin = match file {
+            Some(path) => format!("file {}", path.display()),
+            None => "defaults and environment".to_owned(),
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            message,
+        };
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(invalid("the file does not exist".into()));
+            }
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
+            );
+        }
+        let overrides: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(overrides)),
+        );
+        let config: NebulaConfig = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| invalid(e.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests;
+mod validate;
