@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nebula_plugin_api::guard::{guarded, CallFailure};
+use nebula_plugin_api::token::tokens_match;
 use nebula_plugin_api::{
     async_trait, DirectoryUser, ErrorKind, Host, IdentityRole, JsonObject, Plugin, PluginContext,
     PluginError, ScopeSet, SyncOutcome, SyncRequest, SyncUser,
 };
-use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
@@ -192,32 +193,29 @@ impl Bridge {
             .get(TOKEN_METADATA)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let ok = presented.len() == expected.len()
-            && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
-        if ok {
+        if tokens_match(expected, presented) {
             Ok(())
         } else {
             Err(Status::unauthenticated("missing or wrong x-nebula-token"))
         }
     }
 
-    /// Runs a plugin call in its own task under the timeout; panics become `INTERNAL`. The
-    /// answer is converted in that task too (a large one on the blocking pool), so the bound
-    /// holds whatever the plugin answered.
+    /// Runs a plugin call through the call guard ([`guarded`]: its own task, the timeout, the
+    /// abort grace); panics become `INTERNAL`. The answer is converted in that task too (a
+    /// large one on the blocking pool), so the bound holds whatever the plugin answered.
     async fn run<F>(&self, call: F) -> Result<Response<prost_types::Struct>, Status>
     where
         F: Future<Output = Result<JsonObject, PluginError>> + Send + 'static,
     {
-        let mut handle = tokio::spawn(async move {
-            let answer = call.await.map_err(status_of)?;
-            encode_answer(answer).await
-        });
-        match tokio::time::timeout(self.call_timeout, &mut handle).await {
-            Ok(Ok(result)) => result.map(Response::new),
-            Ok(Err(join)) if join.is_panic() => Err(Status::internal("plugin panicked")),
-            Ok(Err(_)) => Err(Status::internal("plugin call cancelled")),
-            Err(_) => {
-                handle.abort();
+        let guarded_call = async move {
+            let answer = call.await?;
+            Ok(encode_answer(answer).await)
+        };
+        match guarded(guarded_call, self.call_timeout).await {
+            Ok(encoded) => encoded.map(Response::new),
+            Err(CallFailure::Error(e)) => Err(status_of(e)),
+            Err(CallFailure::Panicked(_)) => Err(Status::internal("plugin panicked")),
+            Err(CallFailure::TimedOut(_)) => {
                 Err(Status::deadline_exceeded("plugin call timed out"))
             }
         }

@@ -42,6 +42,10 @@
 //! The host (the core engine, or a gRPC bridge) gives each plugin a [`PluginContext`] on
 //! `initialize`. The context checks the plugin's granted scopes and validates its arguments, then
 //! forwards to a [`Host`] trait object, so the same plugin runs against any host.
+//!
+//! Feature `host` (for hosts, not plugin authors; it pulls in tokio) adds what every host
+//! shares: the call guard (`guard::guarded`) and the constant-time token check
+//! (`token::tokens_match`).
 
 #![warn(missing_docs)]
 
@@ -58,6 +62,12 @@ mod text;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+// For hosts (the engine, the gRPC serve helper), not plugin authors: pulls in tokio.
+#[cfg(feature = "host")]
+pub mod guard;
+#[cfg(feature = "host")]
+pub mod token;
 
 pub use context::{trace_plugin_log, ContextCell, Host, LogLevel, PluginContext};
 pub use error::{ErrorKind, PluginError};

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use subtle::ConstantTimeEq;
+use nebula_plugin_api::token::tokens_match;
 
 pub use limiter::{Admitted, LoginLimiter, RateLimits};
 pub use origin::{OriginError, WebOrigin};
@@ -128,17 +128,13 @@ impl Authenticator {
         })
     }
 
-    /// Whether `presented` is the installer token (constant-time; empty never matches).
+    /// Whether `presented` is the installer token (constant-time; empty never matches; the
+    /// one comparison, [`tokens_match`], shared with the gRPC serve helper).
     pub fn token_matches(&self, presented: &str) -> bool {
-        match &self.inner.token {
-            Some(token) if !presented.is_empty() => {
-                let expected = token.expose().as_bytes();
-                // Length is not secret; the content comparison is constant-time.
-                expected.len() == presented.len()
-                    && bool::from(expected.ct_eq(presented.as_bytes()))
-            }
-            _ => false,
-        }
+        self.inner
+            .token
+            .as_ref()
+            .is_some_and(|token| tokens_match(token.expose(), presented))
     }
 
     /// Checks an installer token presented by `client`, under the per-address limit on failed

@@ -15,7 +15,6 @@ mod calls;
 mod discovery;
 mod error;
 mod external;
-mod guard;
 mod lifecycle;
 mod monitor;
 mod record;
@@ -38,8 +37,10 @@ pub use discovery::{
 };
 pub use error::ManagerError;
 pub use external::{ExternalConnector, ExternalPluginsProvider};
-pub use guard::guarded;
-pub use record::{CallFailure, Counters, Method, PluginRecord, PluginSource, PluginStatus};
+// The call guard is shared with the gRPC serve helper, so it lives in the plugin API (feature
+// `host`); re-exported here, where the engine's callers have always found it.
+pub use nebula_plugin_api::guard::{guarded, CallFailure, Method};
+pub use record::{Counters, PluginRecord, PluginSource, PluginStatus};
 pub use settings::ManagerSettings;
 pub use stats::{MethodSnapshot, PluginStats};
 

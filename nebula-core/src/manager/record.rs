@@ -1,9 +1,7 @@
 //! The plugin record shown to admins, and the one place where plugin state changes.
 
 use std::fmt;
-use std::time::Duration;
 
-use nebula_plugin_api::{ErrorKind, PluginError};
 use serde::Serialize;
 
 /// Where a plugin comes from.
@@ -118,67 +116,4 @@ pub struct Counters {
     /// Automatic restarts since an admin last started or restarted the plugin: the budget
     /// that `plugins.max_restarts` bounds.
     pub auto_restarts: u32,
-}
-
-/// The plugin method a call went to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// `initialize` (including the factory).
-    Initialize,
-    /// `health`.
-    Health,
-    /// `sync_users`.
-    SyncUsers,
-    /// `shutdown`.
-    Shutdown,
-}
-
-impl Method {
-    /// The method's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Initialize => "initialize",
-            Method::Health => "health",
-            Method::SyncUsers => "sync_users",
-            Method::Shutdown => "shutdown",
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How a guarded call failed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CallFailure {
-    /// The plugin returned an error.
-    Error(PluginError),
-    /// The plugin panicked; the panic message.
-    Panicked(String),
-    /// The call did not finish within the bound.
-    TimedOut(Duration),
-}
-
-impl CallFailure {
-    /// One line for the record's `error` field.
-    pub fn describe(&self, method: Method) -> String {
-        match self {
-            CallFailure::Error(e) => format!("{method} failed: {e}"),
-            CallFailure::Panicked(m) => format!("panicked in {method}: {m}"),
-            CallFailure::TimedOut(d) => {
-                format!("{method} timed out after {:.3}s", d.as_secs_f64())
-            }
-        }
-    }
-
-    /// Whether the failure says something about the plugin (a caller's bad input does not).
-    pub(crate) fn counts_against_plugin(&self) -> bool {
-        !matches!(
-            self,
-            CallFailure::Error(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::NotFound)
-        )
-    }
 }

@@ -3,7 +3,8 @@
 
 use nebula_plugin_api::ErrorKind;
 
-use super::record::{CallFailure, Counters, Method, PluginStatus};
+use super::record::{Counters, PluginStatus};
+use super::{CallFailure, Method};
 
 /// The live state of one plugin: what changes as calls succeed and fail.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +80,11 @@ impl Observation<'_> {
     pub(crate) fn is_plugin_failure(&self) -> bool {
         match self {
             Observation::Failed { method, failure } => {
-                *method != Method::SyncUsers || failure.counts_against_plugin()
+                *method != Method::SyncUsers
+                    || !matches!(
+                        failure.error_kind(),
+                        Some(ErrorKind::InvalidInput | ErrorKind::NotFound)
+                    )
             }
             _ => false,
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::record::{CallFailure, Method};
+use super::{CallFailure, Method};
 
 /// Latencies kept per method for percentiles (the most recent ones).
 const LATENCY_WINDOW: usize = 1024;
