@@ -1,0 +1,96 @@
+//! `serve-plugin NAME --listen ENDPOINT`: one linked plugin as an external gRPC plugin.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nebula_core::manager::ManagerSettings;
+use nebula_core::{CoreHost, Database, EventBus, IdentityDirectory, NebulaConfig};
+use nebula_grpc::server::{serve_bound, BoundListener};
+use nebula_grpc::{GrpcEndpoint, ServeOptions};
+
+use super::StartupError;
+
+/// Serves one linked plugin until SIGINT or SIGTERM. Its context is backed by the configured
+/// database, so the same crate behaves the same in process and out of process. The listen
+/// policy (a token on TCP, loopback unless `--allow-remote`) is checked before anything is
+/// opened.
+pub(super) async fn serve_plugin(
+    config: &NebulaConfig,
+    name: &str,
+    listen: &str,
+    token_env: Option<String>,
+    allow_remote: bool,
+) -> Result<(), StartupError> {
+    let endpoint = GrpcEndpoint::parse_listen(listen).map_err(StartupError::ListenEndpoint)?;
+    endpoint
+        .check_listen_policy(token_env.is_some(), allow_remote)
+        .map_err(|error| StartupError::ListenPolicy {
+            listen: listen.to_owned(),
+            error,
+        })?;
+    if !endpoint.is_loopback() {
+        tracing::warn!(
+            listen,
+            "serving beyond loopback (--allow-remote): the traffic, token included, is unencrypted"
+        );
+    }
+    let Some(registration) = nebula_plugin_api::registered_plugins()
+        .find(|r| r.manifest().is_ok_and(|m| m.name == name))
+    else {
+        return Err(StartupError::PluginNotLinked {
+            name: name.to_owned(),
+            linked: nebula_plugin_api::registered_plugins()
+                .filter_map(|r| r.manifest().ok().map(|m| m.name))
+                .collect(),
+        });
+    };
+    let manifest = registration.manifest().map_err(StartupError::Manifest)?;
+    let db = Database::open_async(&config.database.url, config.database.pool_size)
+        .await
+        .map_err(StartupError::Database)?;
+    let host = CoreHost::new(IdentityDirectory::new(db.clone()), EventBus::new(db));
+    let mut options = ServeOptions::new(name);
+    options.host = Arc::new(host);
+    // The same grants as in process: declared ∩ v1 ∩ plugins.grants.
+    options.scopes = ManagerSettings::from_config(&config.plugins).effective_scopes(&manifest);
+    options.max_message_bytes = config.server.max_body_bytes;
+    options.call_timeout = Duration::from_secs_f64(config.plugins.max_timeout_sec);
+    if let Some(var) = token_env {
+        match std::env::var(&var) {
+            Ok(token) if !token.is_empty() => options.token = Some(token),
+            // Asked for a token but none is set: refuse rather than serve unauthenticated.
+            _ => return Err(StartupError::TokenEnvUnset(var)),
+        }
+    }
+    let listener = BoundListener::bind(listen)
+        .await
+        .map_err(|error| StartupError::Listen {
+            listen: listen.to_owned(),
+            error,
+        })?;
+    println!(
+        "nebula-server serving plugin '{name}' on {}",
+        listener.endpoint()
+    );
+    let _ = std::io::stdout().flush();
+    serve_bound((registration.factory())(), listener, options, stop_signal())
+        .await
+        .map_err(StartupError::Serve)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
