@@ -2,7 +2,8 @@
 //!
 //! Thin on purpose: handlers translate HTTP into engine calls and errors into status codes
 //! (`error.rs`, the one mapping). Authentication is one middleware on `/system` (`auth.rs`);
-//! the route table is one function (`routes/mod.rs`).
+//! the route table is one function (`routes/mod.rs`). The plugin crates it links are listed in
+//! one place, [`linked`].
 
 #![warn(missing_docs)]
 
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod error;
 pub mod external;
 pub mod extract;
+pub mod linked;
 pub mod logging;
 pub mod routes;
 pub mod startup;

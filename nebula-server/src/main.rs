@@ -1,7 +1,5 @@
-//! The `nebula-server` binary; everything lives in the library.
-
-// Plugin crates register through `inventory` and are linked only when referenced.
-use sample_sync as _;
+//! The `nebula-server` binary; everything lives in the library, including the list of linked
+//! plugin crates (`nebula_server::linked`).
 
 fn main() -> std::process::ExitCode {
     nebula_server::main_entry()

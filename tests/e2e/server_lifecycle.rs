@@ -293,3 +293,32 @@ fn a_body_trickled_in_too_slowly_gets_408_with_a_json_detail() {
         started.elapsed()
     );
 }
+
+#[test]
+fn the_start_up_log_names_every_linked_plugin_with_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging_to(dir.path(), &[], &log);
+    // Logged before the listening line, which start_logging_to has already read.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("linked plugins: "))
+        .unwrap_or_else(|| panic!("no linked-plugins line in: {text}"));
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(
+        line.ends_with("linked plugins: sample_sync 0.1.0"),
+        "{line}"
+    );
+    // It names what the server lists as in-process plugins.
+    let listed = server.get("/system/plugins");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let in_process: Vec<&str> = listed.body["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["source"] == "in_process")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(in_process, ["sample_sync"]);
+}

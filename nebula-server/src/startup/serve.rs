@@ -28,6 +28,7 @@ pub(super) fn serve(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), StartupError> {
     let LoadedConfig { config, file } = loaded;
+    crate::linked::log_linked_plugins();
     let data_dir = DatabaseLocation::parse(&config.database.url)
         .map_err(StartupError::DatabaseUrl)?
         .data_dir();
