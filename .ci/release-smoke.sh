@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the release binary the way the README says (no config, no environment) in a scratch
-# directory, runs the seed's curl examples, checks sample_sync is linked, stops it with SIGTERM.
+# directory, runs the seed's curl examples, checks sample_sync and csv_import are linked (csv_import
+# unconfigured: listed, health ok with "configured": false), stops it with SIGTERM.
 set -euo pipefail
 bin=$(realpath "$1")
 work=$(mktemp -d)
@@ -16,13 +17,17 @@ NEBULA_INSTALLER_TOKEN=$(cat data/installer_token)
 list=$(curl -sf -H "X-Nebula-Token: $NEBULA_INSTALLER_TOKEN" "http://127.0.0.1:$port/system/plugins")
 dry=$(curl -sf -X POST -H "Content-Type: application/json" -H "X-Nebula-Token: $NEBULA_INSTALLER_TOKEN" \
   -d '{"dry_run":true}' "http://127.0.0.1:$port/system/plugins/sample_sync/sync-users")
-python3 - "$list" "$dry" <<'PY'
+csv_health=$(curl -sf -H "X-Nebula-Token: $NEBULA_INSTALLER_TOKEN" "http://127.0.0.1:$port/system/plugins/csv_import/health")
+python3 - "$list" "$dry" "$csv_health" <<'PY'
 import json, sys
 plugins = json.loads(sys.argv[1])["plugins"]
-sample = [p for p in plugins if p["name"] == "sample_sync"]
-assert sample and sample[0]["source"] == "in_process", plugins
+for name in ("sample_sync", "csv_import"):
+    found = [p for p in plugins if p["name"] == name]
+    assert found and found[0]["source"] == "in_process", (name, plugins)
 result = json.loads(sys.argv[2])["result"]
 assert result["status"] == "dry_run" and result["count"] == 2, result
+health = json.loads(sys.argv[3])["health"]
+assert health["status"] == "ok" and health["configured"] is False, health
 PY
 if grep -q "$NEBULA_INSTALLER_TOKEN" err.log out.log; then echo "the token was logged"; exit 1; fi
 kill -TERM "$pid"

@@ -11,6 +11,7 @@
 //! logs `linked plugins: …` with every registered plugin and its version
 //! ([`log_linked_plugins`]): a plugin missing there was not linked.
 
+use csv_import as _;
 use sample_sync as _;
 
 /// Every plugin registered in this binary, as `name version`, sorted by name. A registration

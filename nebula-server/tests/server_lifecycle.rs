@@ -70,7 +70,13 @@ curl -s -X POST -H "Content-Type: application/json" \
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines = text.lines();
     let list: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    assert_eq!(list["plugins"][0]["name"], "sample_sync");
+    let names: Vec<&str> = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(names.contains(&"sample_sync"), "{names:?}");
     let dry: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(dry["result"]["status"], "dry_run");
 
@@ -156,14 +162,14 @@ fn data_survives_a_graceful_restart() {
     assert_eq!(users.len(), 50);
     assert!(users.iter().all(|u| u["role_tag"] == "ops"));
     let list = server.get("/system/plugins");
-    assert_eq!(
-        list.body["plugins"][0]["status"], "disabled",
-        "stop survives a restart"
-    );
-    assert_eq!(
-        list.body["plugins"][0]["message"], "stopped by admin",
-        "and so does why"
-    );
+    let sample = list.body["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "sample_sync")
+        .unwrap();
+    assert_eq!(sample["status"], "disabled", "stop survives a restart");
+    assert_eq!(sample["message"], "stopped by admin", "and so does why");
     let events = server.get("/system/events?prefix=plugin.sample_sync.");
     assert_eq!(events.body["events"].as_array().unwrap().len(), 2);
 }
@@ -307,7 +313,7 @@ fn the_start_up_log_names_every_linked_plugin_with_its_version() {
         .unwrap_or_else(|| panic!("no linked-plugins line in: {text}"));
     assert!(line.contains(" INFO "), "{line}");
     assert!(
-        line.ends_with("linked plugins: sample_sync 0.1.0"),
+        line.ends_with("linked plugins: csv_import 0.1.0, sample_sync 0.1.0"),
         "{line}"
     );
     // It names what the server lists as in-process plugins.
@@ -320,5 +326,5 @@ fn the_start_up_log_names_every_linked_plugin_with_its_version() {
         .filter(|p| p["source"] == "in_process")
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(in_process, ["sample_sync"]);
+    assert_eq!(in_process, ["csv_import", "sample_sync"]);
 }
