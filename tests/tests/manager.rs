@@ -334,3 +334,57 @@ async fn a_linked_plugin_with_an_unreadable_manifest_is_listed_with_its_error() 
     core.plugins().health("well_behaved").await.unwrap();
     core.shutdown().await;
 }
+
+/// Answers health with a megabyte-long, multi-line message.
+struct LoudHealth;
+
+#[nebula_plugin_api::async_trait]
+impl nebula_plugin_api::Plugin for LoudHealth {
+    async fn initialize(
+        &self,
+        _ctx: nebula_plugin_api::PluginContext,
+    ) -> Result<(), nebula_plugin_api::PluginError> {
+        Ok(())
+    }
+    async fn health(
+        &self,
+    ) -> Result<nebula_plugin_api::JsonObject, nebula_plugin_api::PluginError> {
+        Ok(nebula_plugin_api::json_object!({
+            "status": "degraded",
+            "message": "line\nINFO forged\n".repeat(70_000),
+        }))
+    }
+    async fn sync_users(
+        &self,
+        _request: SyncRequest,
+    ) -> Result<nebula_plugin_api::JsonObject, nebula_plugin_api::PluginError> {
+        Ok(nebula_plugin_api::JsonObject::new())
+    }
+}
+
+#[tokio::test]
+async fn a_health_message_is_kept_as_one_bounded_line_in_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = NebulaCore::builder()
+        .config(common::config_in(dir.path()))
+        .without_inventory()
+        .plugin(PluginDescriptor::in_process(
+            nebula_tests::test_manifest("loud_health"),
+            || Box::new(LoudHealth),
+            "manager_test",
+        ))
+        .build()
+        .await
+        .unwrap();
+    // The caller gets the plugin's answer as it is...
+    let answer = core.plugins().health("loud_health").await.unwrap();
+    assert!(answer["message"].as_str().unwrap().len() > 1_000_000);
+    // ...but every record the list shows keeps one short line of it.
+    let rec = core.plugins().record("loud_health").unwrap();
+    assert_eq!(rec.status, PluginStatus::Degraded);
+    assert!(rec.message.chars().count() <= 1100, "{}", rec.message.len());
+    assert!(rec.message.ends_with('…'), "{}", &rec.message[..40]);
+    assert!(!rec.message.contains('\n') && !rec.error.contains('\n'));
+    assert!(rec.error.len() < 1200, "{}", rec.error.len());
+    core.shutdown().await;
+}

@@ -112,7 +112,7 @@ pub struct Admitted {
     pub delay: Duration,
 }
 
-/// Counts failures in a sliding window (see the [module documentation](self)).
+/// Counts failures in a sliding window (the rules: `nebula-core/src/auth/limiter.rs`).
 #[derive(Debug)]
 pub struct LoginLimiter {
     limits: RateLimits,

@@ -29,11 +29,13 @@ impl PluginManager {
             Ok(health) => {
                 let status = health.get("status").and_then(|s| s.as_str()).unwrap_or("");
                 let ok = status == "ok";
+                // The plugin's text lands in every record the list shows: keep it one bounded
+                // line (a peer could answer megabytes).
                 let message = health
                     .get("message")
                     .and_then(|m| m.as_str())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| format!("health status '{status}'"));
+                    .map(|m| bounded_line(m, MAX_HEALTH_MESSAGE_CHARS))
+                    .unwrap_or_else(|| format!("health status '{}'", bounded_line(status, 64)));
                 self.observe(
                     slot,
                     Some(ticket),
@@ -180,4 +182,16 @@ impl PluginManager {
             }
         }
     }
+}
+
+/// Longest health `message` kept in a plugin's record, in characters.
+const MAX_HEALTH_MESSAGE_CHARS: usize = 512;
+
+/// `text` cut to `max` characters (with `…`) and its control characters escaped.
+fn bounded_line(text: &str, max: usize) -> String {
+    let mut line: String = text.chars().take(max).collect();
+    if text.chars().nth(max).is_some() {
+        line.push('…');
+    }
+    nebula_plugin_api::escape_control(&line).into_owned()
 }

@@ -63,7 +63,7 @@ impl fmt::Display for PluginStatus {
 }
 
 /// What an admin sees of a plugin (`GET /system/plugins`): a view, built on demand from the
-/// slot's identity and its live [`PluginState`](super::state::PluginState).
+/// slot's identity and its live state (`manager/state.rs`).
 ///
 /// The first eleven fields are the contract's and always present; the rest are counters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
