@@ -10,19 +10,21 @@ use prost::Message;
 use tonic::client::Grpc;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Request, Status};
 
 use crate::convert::{struct_to_json, value_to_struct};
 use crate::endpoint::{EndpointError, GrpcEndpoint};
-use crate::{cpu_work, echo, MAX_ERROR_TEXT, TOKEN_METADATA};
+use crate::{
+    cpu_work, echo, HOST_ENDPOINT_METADATA, HOST_TOKEN_METADATA, MAX_ERROR_TEXT, TOKEN_METADATA,
+};
 
 /// The gRPC paths of `nebula.plugin.v1.PluginService`.
 const HEALTH_PATH: &str = "/nebula.plugin.v1.PluginService/Health";
 const SYNC_USERS_PATH: &str = "/nebula.plugin.v1.PluginService/SyncUsers";
 /// An answer longer than this (encoded) is decoded and converted on the blocking pool.
-const LARGE_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const LARGE_ANSWER_BYTES: usize = 64 * 1024;
 
 /// A request with more users than this is encoded on the blocking pool.
 const LARGE_REQUEST_USERS: usize = 256;
@@ -68,10 +70,20 @@ impl std::fmt::Debug for RemotePluginSpec {
 /// Struct ↔ JSON conversion, happen here, on the blocking pool for a large message, so no
 /// async worker spends long on one and the manager's timeout answers at its deadline whatever
 /// the peer sent.
-#[derive(Debug)]
 pub struct GrpcPlugin {
     spec: RemotePluginSpec,
     client: OnceLock<Grpc<Channel>>,
+    /// `x-nebula-host-endpoint` and `x-nebula-host-token`, sent with every call when set.
+    host: Option<(MetadataValue<Ascii>, MetadataValue<Ascii>)>,
+}
+
+impl std::fmt::Debug for GrpcPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcPlugin")
+            .field("spec", &self.spec)
+            .field("host", &self.host.as_ref().map(|(e, _)| e))
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrpcPlugin {
@@ -80,6 +92,7 @@ impl GrpcPlugin {
         GrpcPlugin {
             spec,
             client: OnceLock::new(),
+            host: None,
         }
     }
 
@@ -91,32 +104,28 @@ impl GrpcPlugin {
         endpoint
             .check_policy(self.spec.allow_remote)
             .map_err(|e: EndpointError| PluginError::Forbidden(e.to_string()))?;
-        let channel = match &endpoint {
-            GrpcEndpoint::Tcp { .. } => {
-                let uri = endpoint.http_uri().unwrap_or_default();
-                Endpoint::from_shared(uri)
-                    .map_err(|e| PluginError::invalid(format!("endpoint: {e}")))?
-                    .connect_timeout(self.spec.connect_timeout)
-                    .tcp_nodelay(true)
-                    .connect_lazy()
-            }
-            GrpcEndpoint::Unix(path) => {
-                let path = path.clone();
-                // The URI is required by the API but unused: the connector dials the socket.
-                Endpoint::from_static("http://unix.socket")
-                    .connect_timeout(self.spec.connect_timeout)
-                    .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-                        let path = path.clone();
-                        async move {
-                            let stream = tokio::net::UnixStream::connect(path).await?;
-                            Ok::<_, std::io::Error>(TokioIo::new(stream))
-                        }
-                    }))
-            }
-        };
+        let channel = lazy_channel(&endpoint, self.spec.connect_timeout)?;
         Ok(Grpc::new(channel)
             .max_decoding_message_size(self.spec.max_message_bytes)
             .max_encoding_message_size(self.spec.max_message_bytes))
+    }
+
+    /// Sends `x-nebula-host-endpoint: endpoint` and `x-nebula-host-token: token` with every
+    /// call (SPEC §8 "Delivery"), so the peer's serve helper can reach the host service as this
+    /// instance. The core mints the token per instance and passes it here when it builds the
+    /// instance. A value that is not valid ASCII metadata is not sent, with a warning.
+    pub fn with_host(mut self, endpoint: &str, token: &str) -> Self {
+        match (
+            MetadataValue::try_from(endpoint),
+            MetadataValue::try_from(token),
+        ) {
+            (Ok(endpoint), Ok(token)) => self.host = Some((endpoint, token)),
+            _ => tracing::warn!(
+                plugin = %self.spec.name,
+                "host endpoint or token is not valid metadata; not sent"
+            ),
+        }
+        self
     }
 
     fn client(&self) -> Result<Grpc<Channel>, PluginError> {
@@ -139,6 +148,11 @@ impl GrpcPlugin {
                     tracing::warn!(plugin = %self.spec.name, "token is not valid metadata; not sent")
                 }
             }
+        }
+        if let Some((endpoint, token)) = &self.host {
+            let metadata = request.metadata_mut();
+            metadata.insert(HOST_ENDPOINT_METADATA, endpoint.clone());
+            metadata.insert(HOST_TOKEN_METADATA, token.clone());
         }
         request
     }
@@ -201,6 +215,37 @@ impl GrpcPlugin {
     }
 }
 
+/// A lazy channel to `endpoint` (the policy already applied): it connects on the first call,
+/// again after a failure, and gives up connecting after `connect_timeout`.
+pub(crate) fn lazy_channel(
+    endpoint: &GrpcEndpoint,
+    connect_timeout: Duration,
+) -> Result<Channel, PluginError> {
+    Ok(match endpoint {
+        GrpcEndpoint::Tcp { .. } => {
+            let uri = endpoint.http_uri().unwrap_or_default();
+            Endpoint::from_shared(uri)
+                .map_err(|e| PluginError::invalid(format!("endpoint: {e}")))?
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .connect_lazy()
+        }
+        GrpcEndpoint::Unix(path) => {
+            let path = path.clone();
+            // The URI is required by the API but unused: the connector dials the socket.
+            Endpoint::from_static("http://unix.socket")
+                .connect_timeout(connect_timeout)
+                .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
+                    }
+                }))
+        }
+    })
+}
+
 /// Whether encoding `request` is worth moving off the async worker.
 fn request_is_large(request: &SyncRequest) -> bool {
     let users = request.users.as_deref().unwrap_or_default();
@@ -229,7 +274,7 @@ fn encode_request(request: &SyncRequest) -> Result<Bytes, PluginError> {
 /// where a large message can be moved to the blocking pool. The channel still enforces the
 /// message size limits.
 #[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Bytes;

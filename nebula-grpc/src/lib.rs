@@ -6,6 +6,12 @@
 //!   out of process without code changes.
 //! - [`convert`] is the one place where `google.protobuf.Struct` and JSON meet.
 //! - [`GrpcEndpoint`] parses endpoints and applies the loopback-only policy before any lookup.
+//! - [`host_service`] serves `nebula.host.v1.HostService` (SPEC §8), the scoped context of
+//!   out-of-process plugins, as a thin translation onto [`PluginContext`](nebula_plugin_api::PluginContext);
+//!   the core plugs in its tokens through [`HostTokens`].
+//! - [`RemoteHost`] is the plugin's side: a [`Host`](nebula_plugin_api::Host) over a
+//!   HostService client, which the serve helper puts behind the plugin's context.
+//! - [`status`] maps `PluginError` ↔ gRPC status for the host service, both ways, without loss.
 //!
 //! This crate depends on the plugin API only (not on the engine), so an external Rust plugin
 //! binary pulls in no database code.
@@ -15,11 +21,16 @@
 pub mod client;
 pub mod convert;
 pub mod endpoint;
+pub mod host_service;
+pub mod remote_host;
 pub mod server;
+pub mod status;
 
 pub use client::{GrpcPlugin, RemotePluginSpec};
 pub use endpoint::{EndpointError, GrpcEndpoint};
-pub use server::{serve, DetachedHost, ServeError, ServeOptions};
+pub use host_service::{HostServiceOptions, HostTokens};
+pub use remote_host::{RemoteHost, RemoteHostError, RemoteHostOptions};
+pub use server::{serve, DetachedHost, HostSource, ServeError, ServeOptions};
 
 /// The generated protobuf and gRPC code (`nebula.plugin.v1`).
 pub mod proto {
@@ -27,8 +38,28 @@ pub mod proto {
     tonic::include_proto!("nebula.plugin.v1");
 }
 
+/// The generated protobuf and gRPC code of the host service (`nebula.host.v1`).
+pub mod host_proto {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("nebula.host.v1");
+}
+
 /// Metadata key carrying the plugin token.
 pub const TOKEN_METADATA: &str = "x-nebula-token";
+
+/// Metadata key carrying a plugin instance's host token on every HostService call (and on
+/// every PluginService call from the core, SPEC §8).
+pub const HOST_TOKEN_METADATA: &str = "x-nebula-host-token";
+
+/// Metadata key carrying the host service's endpoint (`unix:///…` or `http://127.0.0.1:PORT`)
+/// on every PluginService call from the core.
+pub const HOST_ENDPOINT_METADATA: &str = "x-nebula-host-endpoint";
+
+/// Environment variable naming the host service's endpoint for a process plugin (SPEC §9).
+pub const HOST_ENDPOINT_ENV: &str = "NEBULA_HOST_ENDPOINT";
+
+/// Environment variable holding a process plugin's host token (SPEC §9).
+pub const HOST_TOKEN_ENV: &str = "NEBULA_HOST_TOKEN";
 
 /// Most bytes of text from the other side (a peer's status message, a plugin's error) carried
 /// into an error; longer text is cut. A gRPC status travels in HTTP/2 trailers, which cannot

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use nebula_plugin_api::guard::{guarded, CallFailure};
@@ -18,7 +18,11 @@ use tonic::{Request, Response, Status};
 use crate::convert::{json_is_large, json_to_struct, struct_is_large, struct_to_json};
 use crate::endpoint::{EndpointError, GrpcEndpoint};
 use crate::proto::plugin_service_server::{PluginService, PluginServiceServer};
-use crate::{cpu_work, echo, MAX_ERROR_TEXT, TOKEN_METADATA};
+use crate::remote_host::{RemoteHost, RemoteHostOptions};
+use crate::{
+    cpu_work, echo, HOST_ENDPOINT_ENV, HOST_ENDPOINT_METADATA, HOST_TOKEN_ENV, HOST_TOKEN_METADATA,
+    MAX_ERROR_TEXT, TOKEN_METADATA,
+};
 
 /// Why serving failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,33 +41,102 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Where the plugin's context sends its helpers (`sync_user`, `emit_event`, …).
+#[derive(Clone)]
+pub enum HostSource {
+    /// The default (SPEC §8, §9): the core's host service, found
+    /// 1. in `NEBULA_HOST_ENDPOINT` and `NEBULA_HOST_TOKEN` when both are set when serving
+    ///    starts (a process plugin): the plugin is initialised before serving, its settings
+    ///    fetched with `GetSettings`;
+    /// 2. otherwise in the `x-nebula-host-endpoint` and `x-nebula-host-token` metadata of
+    ///    the first PluginService call: the plugin is initialised **lazily**, on that first
+    ///    call (whatever it is, `Health` included), before the call itself runs;
+    /// 3. a first call without that metadata initialises the plugin over [`DetachedHost`]
+    ///    (every helper `Unavailable`, `log` to `tracing`), and it stays detached.
+    ///
+    /// Once the context is remote, every later call's metadata re-targets it (the core mints
+    /// a new token for every instance it builds: a restart, a rescan), so the context the
+    /// plugin kept stays valid.
+    Discover,
+    /// A host of your own (`serve-plugin`'s database host, tests). The plugin is initialised
+    /// before serving; host metadata is ignored.
+    Fixed(Arc<dyn Host>),
+    /// The host service at `endpoint` with `token`, as if they came from the environment.
+    Remote {
+        /// `unix:///path` or `http://127.0.0.1:PORT`.
+        endpoint: String,
+        /// The instance's host token.
+        token: String,
+    },
+}
+
+impl std::fmt::Debug for HostSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostSource::Discover => f.write_str("Discover"),
+            HostSource::Fixed(_) => f.write_str("Fixed(..)"),
+            HostSource::Remote { endpoint, .. } => f
+                .debug_struct("Remote")
+                .field("endpoint", endpoint)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl HostSource {
+    /// [`HostSource::Remote`] when both values are present and non-empty, else `Discover`
+    /// (what `serve` does with `NEBULA_HOST_ENDPOINT` and `NEBULA_HOST_TOKEN`).
+    pub fn from_env_values(endpoint: Option<String>, token: Option<String>) -> Self {
+        match (
+            endpoint.filter(|e| !e.is_empty()),
+            token.filter(|t| !t.is_empty()),
+        ) {
+            (Some(endpoint), Some(token)) => HostSource::Remote { endpoint, token },
+            _ => HostSource::Discover,
+        }
+    }
+}
+
 /// Options of [`serve`].
 pub struct ServeOptions {
     /// The plugin's name (the context's namespace for events and logs).
     pub name: String,
     /// When set and non-empty, calls must carry this `x-nebula-token`.
     pub token: Option<String>,
-    /// What the plugin's context calls. Default: [`DetachedHost`], which refuses every helper
-    /// because v1 has no callback channel to the core.
-    pub host: Arc<dyn Host>,
-    /// Scopes of the plugin's context.
+    /// What the plugin's context calls. Default: [`HostSource::Discover`].
+    pub host: HostSource,
+    /// Scopes of the plugin's context (default all). Over the host service the core checks
+    /// the granted ones again: its check is the one that counts.
     pub scopes: ScopeSet,
-    /// Largest message either way.
+    /// Largest message either way (the PluginService and the host service calls).
     pub max_message_bytes: usize,
-    /// Bound on each plugin call.
+    /// Bound on each plugin call, and the deadline of each host service call.
     pub call_timeout: Duration,
+    /// Accept a host endpoint outside loopback (default false: loopback and unix sockets).
+    pub allow_remote_host: bool,
 }
 
 impl ServeOptions {
-    /// Defaults: no token, detached host, all scopes, 8 MiB messages, 30 s calls.
+    /// Defaults: no token, the host discovered ([`HostSource::Discover`]), all scopes, 8 MiB
+    /// messages, 30 s calls, loopback host endpoints only.
     pub fn new(name: impl Into<String>) -> Self {
         ServeOptions {
             name: name.into(),
             token: None,
-            host: Arc::new(DetachedHost),
+            host: HostSource::Discover,
             scopes: ScopeSet::all(),
             max_message_bytes: 8 * 1024 * 1024,
             call_timeout: Duration::from_secs(30),
+            allow_remote_host: false,
+        }
+    }
+
+    fn remote_host_options(&self) -> RemoteHostOptions {
+        RemoteHostOptions {
+            call_timeout: self.call_timeout,
+            max_message_bytes: self.max_message_bytes,
+            allow_remote: self.allow_remote_host,
+            ..RemoteHostOptions::default()
         }
     }
 }
@@ -115,7 +188,7 @@ async fn remove_stale_socket(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// Binds `endpoint`, initialises `plugin` and serves until `shutdown` resolves; then calls the
-/// plugin's `shutdown`.
+/// plugin's `shutdown`. When the plugin is initialised depends on [`ServeOptions::host`].
 pub async fn serve<F>(
     plugin: Box<dyn Plugin>,
     endpoint: &str,
@@ -140,19 +213,53 @@ where
     F: Future<Output = ()> + Send,
 {
     let plugin: Arc<dyn Plugin> = Arc::from(plugin);
-    let ctx = PluginContext::new(
-        options.name.as_str(),
-        options.scopes.clone(),
-        options.host.clone(),
-    );
-    plugin
-        .initialize(ctx)
-        .await
-        .map_err(ServeError::Initialize)?;
+    let source = match &options.host {
+        HostSource::Discover => HostSource::from_env_values(
+            std::env::var(HOST_ENDPOINT_ENV).ok(),
+            std::env::var(HOST_TOKEN_ENV).ok(),
+        ),
+        other => other.clone(),
+    };
+    let init = Arc::new(Init {
+        name: options.name.clone(),
+        scopes: options.scopes.clone(),
+        remote_options: options.remote_host_options(),
+        call_timeout: options.call_timeout,
+        lock: tokio::sync::Mutex::new(()),
+        done: OnceLock::new(),
+    });
+    // Known hosts: initialise before serving (an error there is fatal, as before).
+    match source {
+        HostSource::Fixed(host) => {
+            let ctx = PluginContext::new(options.name.as_str(), options.scopes.clone(), host);
+            plugin
+                .initialize(ctx)
+                .await
+                .map_err(ServeError::Initialize)?;
+            let _ = init.done.set(Ok(None));
+        }
+        HostSource::Remote { endpoint, token } => {
+            let remote = Arc::new(
+                RemoteHost::new(&endpoint, &token, options.remote_host_options())
+                    .map_err(|e| ServeError::Initialize(PluginError::invalid(e.to_string())))?,
+            );
+            let ctx = remote
+                .context(&options.name, options.scopes.clone())
+                .await
+                .map_err(ServeError::Initialize)?;
+            plugin
+                .initialize(ctx)
+                .await
+                .map_err(ServeError::Initialize)?;
+            let _ = init.done.set(Ok(Some(remote)));
+        }
+        HostSource::Discover => {}
+    }
     let service = PluginServiceServer::new(Bridge {
         plugin: plugin.clone(),
         token: options.token.filter(|t| !t.is_empty()),
         call_timeout: options.call_timeout,
+        init: init.clone(),
     })
     .max_decoding_message_size(options.max_message_bytes)
     .max_encoding_message_size(options.max_message_bytes);
@@ -171,19 +278,143 @@ where
             result
         }
     };
-    if let Err(e) = plugin.shutdown().await {
-        tracing::warn!(plugin = %options.name, error = %e, "plugin shutdown failed");
+    // A plugin never initialised (no call came) or whose initialise failed is not shut down.
+    if let Some(Ok(remote)) = init.done.get() {
+        if let Err(e) = plugin.shutdown().await {
+            tracing::warn!(plugin = %options.name, error = %e, "plugin shutdown failed");
+        }
+        if let Some(remote) = remote {
+            remote.flush_logs().await;
+        }
     }
     Ok(served?)
+}
+
+/// When and over which host the plugin is initialised (see [`HostSource::Discover`]).
+struct Init {
+    name: String,
+    scopes: ScopeSet,
+    remote_options: RemoteHostOptions,
+    call_timeout: Duration,
+    /// Serialises the lazy initialisation.
+    lock: tokio::sync::Mutex<()>,
+    /// Set once: `Ok(Some(host))` remote (re-targeted by later metadata), `Ok(None)` fixed or
+    /// detached, `Err` when the plugin's `initialize` failed (answered to every call).
+    done: OnceLock<Result<Option<Arc<RemoteHost>>, PluginError>>,
+}
+
+impl Init {
+    /// Makes sure the plugin is initialised before a call runs; `host` is the call's host
+    /// metadata (endpoint, token), when it has both.
+    async fn ensure(
+        &self,
+        plugin: &Arc<dyn Plugin>,
+        host: Option<(String, String)>,
+    ) -> Result<(), Status> {
+        if self.done.get().is_none() {
+            let _guard = self.lock.lock().await;
+            if self.done.get().is_none() {
+                let outcome = self.initialize(plugin, host.clone()).await?;
+                let _ = self.done.set(outcome);
+            }
+        }
+        match self.done.get() {
+            Some(Ok(Some(remote))) => {
+                if let Some((endpoint, token)) = host {
+                    remote.retarget(&endpoint, &token).map_err(|e| {
+                        Status::failed_precondition(echo(&e.to_string(), MAX_ERROR_TEXT))
+                    })?;
+                }
+                Ok(())
+            }
+            Some(Ok(None)) => Ok(()),
+            Some(Err(e)) => Err(Status::failed_precondition(echo(
+                &format!("plugin failed to initialise: {e}"),
+                MAX_ERROR_TEXT,
+            ))),
+            None => Err(Status::internal("plugin not initialised")),
+        }
+    }
+
+    /// The lazy initialisation. `Err(status)` (the host service unreachable, bad metadata)
+    /// leaves the plugin uninitialised, to be tried again by the next call; the plugin's own
+    /// `initialize` runs once, and its failure is kept.
+    async fn initialize(
+        &self,
+        plugin: &Arc<dyn Plugin>,
+        host: Option<(String, String)>,
+    ) -> Result<Result<Option<Arc<RemoteHost>>, PluginError>, Status> {
+        let (ctx, remote) = match host {
+            Some((endpoint, token)) => {
+                let remote = Arc::new(
+                    RemoteHost::new(&endpoint, &token, self.remote_options.clone()).map_err(
+                        |e| Status::failed_precondition(echo(&e.to_string(), MAX_ERROR_TEXT)),
+                    )?,
+                );
+                let ctx = remote
+                    .context(&self.name, self.scopes.clone())
+                    .await
+                    .map_err(|e| {
+                        Status::unavailable(echo(
+                            &format!("fetching the plugin's settings (GetSettings) failed: {e}"),
+                            MAX_ERROR_TEXT,
+                        ))
+                    })?;
+                (ctx, Some(remote))
+            }
+            None => {
+                let host: Arc<dyn Host> = Arc::new(DetachedHost);
+                (
+                    PluginContext::new(self.name.as_str(), self.scopes.clone(), host),
+                    None,
+                )
+            }
+        };
+        let plugin = plugin.clone();
+        let initialized = guarded(
+            async move { plugin.initialize(ctx).await },
+            self.call_timeout,
+        )
+        .await;
+        Ok(match initialized {
+            Ok(()) => Ok(remote),
+            Err(CallFailure::Error(e)) => Err(e),
+            Err(CallFailure::Panicked(_)) => Err(PluginError::internal("initialize panicked")),
+            Err(CallFailure::TimedOut(_)) => {
+                Err(PluginError::Timeout("initialize timed out".into()))
+            }
+        })
+    }
+}
+
+/// The `x-nebula-host-endpoint` and `x-nebula-host-token` of a call, when it has both.
+fn host_metadata<T>(request: &Request<T>) -> Option<(String, String)> {
+    let text = |key: &str| {
+        request
+            .metadata()
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    Some((text(HOST_ENDPOINT_METADATA)?, text(HOST_TOKEN_METADATA)?))
 }
 
 struct Bridge {
     plugin: Arc<dyn Plugin>,
     token: Option<String>,
     call_timeout: Duration,
+    init: Arc<Init>,
 }
 
 impl Bridge {
+    /// Checks the caller's token, then makes sure the plugin is initialised (and its host
+    /// re-targeted) before the call runs.
+    async fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.authorize(request)?;
+        self.init.ensure(&self.plugin, host_metadata(request)).await
+    }
+
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let Some(expected) = &self.token else {
             return Ok(());
@@ -261,7 +492,7 @@ fn status_of(e: PluginError) -> Status {
 #[tonic::async_trait]
 impl PluginService for Bridge {
     async fn health(&self, request: Request<()>) -> Result<Response<prost_types::Struct>, Status> {
-        self.authorize(&request)?;
+        self.admit(&request).await?;
         let plugin = self.plugin.clone();
         self.run(async move { plugin.health().await }).await
     }
@@ -270,7 +501,7 @@ impl PluginService for Bridge {
         &self,
         request: Request<prost_types::Struct>,
     ) -> Result<Response<prost_types::Struct>, Status> {
-        self.authorize(&request)?;
+        self.admit(&request).await?;
         let message = request.into_inner();
         let plugin = self.plugin.clone();
         // Converting and validating the request is part of the bounded call.
@@ -282,14 +513,14 @@ impl PluginService for Bridge {
     }
 }
 
-/// The host of a plugin served without access to the core: plugin_api_v1 has no callback
-/// channel, so every helper answers `Unavailable`; `log` goes to `tracing`.
+/// The host of a plugin served without access to the core (no host endpoint known, see
+/// [`HostSource::Discover`]): every helper answers `Unavailable`; `log` goes to `tracing`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DetachedHost;
 
 fn detached(helper: &str) -> PluginError {
     PluginError::Unavailable(format!(
-        "{helper} is not available to an external plugin: plugin_api_v1 has no callback channel to the core"
+        "{helper} is not available to this external plugin: no host service endpoint was given (x-nebula-host-endpoint / NEBULA_HOST_ENDPOINT)"
     ))
 }
 

@@ -54,6 +54,25 @@ pub trait Host: Send + Sync + 'static {
     /// and never in `system.db`. `plugin` is recorded as `updated_by = plugin:<name>`.
     async fn sync_user(&self, plugin: &str, user: &SyncUser) -> Result<SyncOutcome, PluginError>;
 
+    /// Many [`sync_user`](Self::sync_user) calls at once (the host service's bulk
+    /// `SyncUsers`): one result per user, in order, and one user's failure never fails the
+    /// others. Every user is already normalised. `Err` is a failure of the whole call (a remote
+    /// host unreachable, a deadline): which users were written is then unknown.
+    ///
+    /// The default calls `sync_user` for each user in turn; a host that can write a batch
+    /// faster (fewer transactions, one round trip) overrides it.
+    async fn sync_users(
+        &self,
+        plugin: &str,
+        users: &[SyncUser],
+    ) -> Result<Vec<Result<SyncOutcome, PluginError>>, PluginError> {
+        let mut results = Vec::with_capacity(users.len());
+        for user in users {
+            results.push(self.sync_user(plugin, user).await);
+        }
+        Ok(results)
+    }
+
     /// Lists users of a tenant, ordered by username. `limit` is within 1..=2000.
     async fn list_users(
         &self,
@@ -166,19 +185,52 @@ impl PluginContext {
     /// create or modify system users. The name, tenant and tag are normalised first.
     pub async fn sync_user(&self, user: &SyncUser) -> Result<SyncOutcome, PluginError> {
         self.require(&[Scope::UsersWrite, Scope::IdentityTagsWrite])?;
-        let user = SyncUser {
-            username: validate_username(&user.username)?,
-            db_name: client_db_name(&user.db_name)?,
-            role_tag: normalize_role_tag(&user.role_tag),
-            email: user
-                .email
-                .as_deref()
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .map(str::to_owned),
-            is_active: user.is_active,
-        };
+        let user = normalize_sync_user(user)?;
         self.host.sync_user(&self.plugin, &user).await
+    }
+
+    /// [`sync_user`](Self::sync_user) for many users at once: the scopes are checked once
+    /// (a missing one refuses the whole call and writes nothing), then each user is normalised
+    /// and written on its own. Answers one result per user, in order; a user that fails
+    /// (invalid, `system.db`, refused by the host) never fails the others. `Err` is a failure
+    /// of the whole call (missing scope, the host unreachable).
+    ///
+    /// Out of process this is one round trip (the host service's bulk `SyncUsers`) instead of
+    /// one per user.
+    pub async fn sync_users(
+        &self,
+        users: &[SyncUser],
+    ) -> Result<Vec<Result<SyncOutcome, PluginError>>, PluginError> {
+        self.require(&[Scope::UsersWrite, Scope::IdentityTagsWrite])?;
+        let mut results: Vec<Option<Result<SyncOutcome, PluginError>>> =
+            Vec::with_capacity(users.len());
+        let mut valid = Vec::with_capacity(users.len());
+        let mut positions = Vec::with_capacity(users.len());
+        for (i, user) in users.iter().enumerate() {
+            match normalize_sync_user(user) {
+                Ok(user) => {
+                    valid.push(user);
+                    positions.push(i);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let written = self.host.sync_users(&self.plugin, &valid).await?;
+        if written.len() != valid.len() {
+            return Err(PluginError::internal(format!(
+                "the host answered {} results for {} users",
+                written.len(),
+                valid.len()
+            )));
+        }
+        for (position, result) in positions.into_iter().zip(written) {
+            results[position] = Some(result);
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(PluginError::internal("no result"))))
+            .collect())
     }
 
     /// Lists users of a tenant with their identity tags. Requires `users.read` and
@@ -341,6 +393,22 @@ impl ContextCell {
     }
 }
 
+/// A user as a plugin may write it: the one normalisation of `sync_user` and `sync_users`.
+fn normalize_sync_user(user: &SyncUser) -> Result<SyncUser, PluginError> {
+    Ok(SyncUser {
+        username: validate_username(&user.username)?,
+        db_name: client_db_name(&user.db_name)?,
+        role_tag: normalize_role_tag(&user.role_tag),
+        email: user
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned),
+        is_active: user.is_active,
+    })
+}
+
 /// A tenant name a plugin may write to: valid and not `system.db`.
 fn client_db_name(raw: &str) -> Result<String, PluginError> {
     let db_name = normalize_db_name(raw)?;
@@ -455,6 +523,45 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(host.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn bulk_sync_checks_scopes_once_and_fails_items_alone() {
+        let (ctx, host) = context(&[Scope::UsersWrite, Scope::IdentityTagsWrite]);
+        let results = ctx
+            .sync_users(&[
+                user("ann", "acme", "Dev", None, true),
+                user("root", "system.db", "admin", None, true),
+                user(" ", "acme", "x", None, true),
+                user("bob", "acme.db", "", Some(" "), false),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(results[0], Ok(SyncOutcome::Created));
+        assert_eq!(
+            results[1].as_ref().unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            results[2].as_ref().unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(results[3], Ok(SyncOutcome::Created));
+        assert_eq!(
+            host.calls(),
+            vec![
+                "sync_user p1 ann acme.db dev None true",
+                "sync_user p1 bob acme.db user None false"
+            ]
+        );
+        let (ctx, host) = context(&[Scope::UsersWrite]);
+        assert_missing(
+            ctx.sync_users(&[user("ann", "acme", "x", None, true)])
+                .await
+                .unwrap_err(),
+            Scope::IdentityTagsWrite,
+        );
         assert!(host.calls().is_empty());
     }
 

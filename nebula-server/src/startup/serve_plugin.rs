@@ -7,7 +7,7 @@ use std::time::Duration;
 use nebula_core::manager::ManagerSettings;
 use nebula_core::{CoreHost, Database, EventBus, IdentityDirectory, NebulaConfig};
 use nebula_grpc::server::{serve_bound, BoundListener};
-use nebula_grpc::{GrpcEndpoint, ServeOptions};
+use nebula_grpc::{GrpcEndpoint, HostSource, ServeOptions};
 
 use super::StartupError;
 
@@ -51,7 +51,7 @@ pub(super) async fn serve_plugin(
         .map_err(StartupError::Database)?;
     let host = CoreHost::new(IdentityDirectory::new(db.clone()), EventBus::new(db));
     let mut options = ServeOptions::new(name);
-    options.host = Arc::new(host);
+    options.host = HostSource::Fixed(Arc::new(host));
     // The same grants as in process: declared ∩ v1 ∩ plugins.grants.
     options.scopes = ManagerSettings::from_config(&config.plugins).effective_scopes(&manifest);
     options.max_message_bytes = config.server.max_body_bytes;
