@@ -551,3 +551,28 @@ impl Host for DetachedHost {
         Err(detached("emit_event"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::HostSource;
+
+    #[test]
+    fn the_environment_names_a_host_only_with_both_values() {
+        let some = |s: &str| Some(s.to_owned());
+        assert!(matches!(
+            HostSource::from_env_values(some("unix:///run/h.sock"), some("t")),
+            HostSource::Remote { endpoint, token } if endpoint == "unix:///run/h.sock" && token == "t"
+        ));
+        for (endpoint, token) in [
+            (None, some("t")),
+            (some("unix:///run/h.sock"), None),
+            (some(""), some("t")),
+            (some("unix:///run/h.sock"), some("")),
+        ] {
+            assert!(matches!(
+                HostSource::from_env_values(endpoint, token),
+                HostSource::Discover
+            ));
+        }
+    }
+}

@@ -177,6 +177,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_message_round_trips(kind in 0usize..7, message in "[^\\p{Cc}]{0,200}") {
+            let error = match kind {
+                0 => PluginError::InvalidInput(message),
+                1 => PluginError::Forbidden(message),
+                2 => PluginError::NotFound(message),
+                3 => PluginError::Unavailable(message),
+                4 => PluginError::Timeout(message),
+                5 => PluginError::Internal(message),
+                _ => PluginError::MissingScope { plugin: "p-1".into(), scope: Scope::EventsEmit },
+            };
+            proptest::prop_assert_eq!(error_of_status(&status_of_error(&error)), error);
+        }
+    }
+
     #[test]
     fn codes_follow_the_spec() {
         let code = |e: &PluginError| status_of_error(e).code();

@@ -475,3 +475,30 @@ async fn ten_thousand_users_round_trip_in_one_bulk_call() {
     );
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_host_metadata_the_context_is_detached() {
+    let (endpoint, _stop) = served_plugin().await;
+    let plugin = GrpcPlugin::new(RemotePluginSpec {
+        name: PLUGIN.into(),
+        endpoint,
+        token: None,
+        call_timeout: Duration::from_secs(20),
+        connect_timeout: Duration::from_secs(2),
+        allow_remote: false,
+        max_message_bytes: 8 * 1024 * 1024,
+    });
+    plugin
+        .initialize(RecordingHost::new().context(PLUGIN, ScopeSet::empty()))
+        .await
+        .unwrap();
+    assert_eq!(plugin.health().await.unwrap()["status"], "ok");
+    let err = plugin
+        .sync_users(sync(vec![user("ann", "acme")]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no host service endpoint"),
+        "{err}"
+    );
+}
