@@ -26,6 +26,7 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{json_is_large, json_to_struct, struct_is_large, struct_to_json};
+use crate::endpoint::GrpcEndpoint;
 use crate::host_proto::host_service_server::{HostService, HostServiceServer};
 use crate::host_proto::{
     EmitEventRequest, ListIdentityRolesReply, ListUsersReply, ListUsersRequest, LogRequest, Role,
@@ -112,6 +113,25 @@ pub async fn bind_private_socket(path: &Path) -> Result<BoundListener, ServeErro
     let listener = BoundListener::bind(&endpoint).await?;
     tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).await?;
     Ok(listener)
+}
+
+/// Binds the host service's listener for `endpoint`: a unix socket through
+/// [`bind_private_socket`] (mode 0600), or a TCP address (`plugins.host_service.bind`), which
+/// must be loopback unless `allow_remote` (the core passes `plugins.allow_remote_grpc`). The
+/// rule is decided on the literal text, before anything is bound. Port 0 picks a free port;
+/// [`BoundListener::endpoint`] then tells it (to send as `x-nebula-host-endpoint`).
+pub async fn bind_host_listener(
+    endpoint: &str,
+    allow_remote: bool,
+) -> Result<BoundListener, ServeError> {
+    match GrpcEndpoint::parse_listen(endpoint)? {
+        GrpcEndpoint::Unix(path) => bind_private_socket(&path).await,
+        tcp => {
+            // Every call carries a token, so only the address rule applies.
+            tcp.check_listen_policy(true, allow_remote)?;
+            BoundListener::bind(endpoint).await
+        }
+    }
 }
 
 /// Serves the host service on `listener` until `shutdown` resolves (a unix socket file is
@@ -340,5 +360,39 @@ impl HostService for HostServiceImpl {
             .map_err(|e| status(PluginError::internal(format!("settings: {e}"))))?
             .map_err(|e| status(PluginError::internal(format!("settings: {e}"))))?;
         Ok(Response::new(converted))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::EndpointError;
+
+    #[tokio::test]
+    async fn tcp_listeners_are_loopback_unless_allowed_and_sockets_private() {
+        let local = bind_host_listener("127.0.0.1:0", false).await.unwrap();
+        assert!(local.endpoint().starts_with("http://127.0.0.1:"));
+        let refused = bind_host_listener("0.0.0.0:0", false).await.unwrap_err();
+        assert!(matches!(
+            refused,
+            ServeError::Endpoint(EndpointError::ListenRemoteRefused(_))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.sock");
+        let unix = bind_host_listener(&format!("unix://{}", path.display()), false)
+            .await
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(unix.endpoint(), format!("unix://{}", path.display()));
+    }
+
+    #[test]
+    fn log_levels_are_the_four_names() {
+        assert_eq!(level_of("warn").unwrap(), LogLevel::Warn);
+        let status = level_of("WARNING").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with("level 'WARNING'"));
     }
 }

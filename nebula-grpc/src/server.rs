@@ -142,6 +142,7 @@ impl ServeOptions {
 }
 
 /// A listener bound for [`serve_bound`].
+#[derive(Debug)]
 pub enum BoundListener {
     /// TCP.
     Tcp(TcpListener),
