@@ -6,7 +6,7 @@
 //! instance goes away). The token yields that instance's [`PluginContext`], and every RPC is a
 //! thin translation onto it: the scope check, the validation and the normalisation are the
 //! context's, the very code an in-process plugin goes through. Errors become statuses through
-//! [`status_of_error`](crate::status::status_of_error) only.
+//! [`status_of_error`] only.
 //!
 //! To serve: [`host_service`] gives a tonic service to add to a router of your own;
 //! [`serve_host_service`] serves it on a [`BoundListener`] (TCP, or a unix socket bound with
