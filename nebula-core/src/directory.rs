@@ -10,6 +10,10 @@ use crate::storage::schema::{identity_roles, user_identity_tags, users};
 use crate::storage::user_rows::{upsert_user, UserUpsert};
 use crate::storage::{unix_now, Database, DbConnection, StorageError};
 
+/// Users written in one transaction by [`IdentityDirectory::sync_users`]: large enough that a
+/// 10,000-user sync is 20 commits, small enough that a writer holds the lock briefly.
+pub const SYNC_CHUNK: usize = 500;
+
 /// The role tag reported for a user that has none.
 const DEFAULT_ROLE_TAG: &str = "user";
 
@@ -36,28 +40,46 @@ impl IdentityDirectory {
         let user = user.clone();
         let updated_by = updated_by.to_owned();
         self.db
-            .write(move |conn| {
-                let outcome = upsert_user(
-                    conn,
-                    &UserUpsert {
-                        db_name: &user.db_name,
-                        username: &user.username,
-                        email: user.email.as_deref(),
-                        is_active: user.is_active,
-                        is_staff: None,
-                        password_hash: None,
-                    },
-                )?;
-                upsert_tag(
-                    conn,
-                    &user.db_name,
-                    &user.username,
-                    &user.role_tag,
-                    &updated_by,
-                )?;
-                Ok(outcome)
-            })
+            .write(move |conn| write_user_and_tag(conn, &updated_by, &user))
             .await
+    }
+
+    /// [`sync_user`](Self::sync_user) for many users: one transaction per chunk of
+    /// [`SYNC_CHUNK`] users instead of one per user, each user inside its own savepoint, so a
+    /// user that fails rolls back alone and every other user of the chunk is written with its
+    /// tag. Results are in the order of `users`; a chunk that could not be written at all
+    /// (the database unavailable) gives each of its users that error.
+    pub async fn sync_users(
+        &self,
+        updated_by: &str,
+        users: &[SyncUser],
+    ) -> Vec<Result<SyncOutcome, StorageError>> {
+        let mut results = Vec::with_capacity(users.len());
+        for chunk in users.chunks(SYNC_CHUNK) {
+            let chunk = chunk.to_vec();
+            let updated_by = updated_by.to_owned();
+            let count = chunk.len();
+            let written = self
+                .db
+                .write(move |conn| {
+                    Ok(chunk
+                        .iter()
+                        .map(|user| {
+                            conn.transaction(|conn| write_user_and_tag(conn, &updated_by, user))
+                        })
+                        .collect::<Vec<_>>())
+                })
+                .await;
+            match written {
+                Ok(chunk_results) => results.extend(chunk_results),
+                Err(e) => {
+                    let text = e.to_string();
+                    results
+                        .extend((0..count).map(|_| Err(StorageError::Unavailable(text.clone()))));
+                }
+            }
+        }
+        results
     }
 
     /// Users of `db_name` ordered by username, with their identity tags.
@@ -191,6 +213,33 @@ impl IdentityDirectory {
             })
             .await
     }
+}
+
+/// A user and its identity tag (the caller holds the transaction).
+fn write_user_and_tag(
+    conn: &mut DbConnection,
+    updated_by: &str,
+    user: &SyncUser,
+) -> Result<SyncOutcome, StorageError> {
+    let outcome = upsert_user(
+        conn,
+        &UserUpsert {
+            db_name: &user.db_name,
+            username: &user.username,
+            email: user.email.as_deref(),
+            is_active: user.is_active,
+            is_staff: None,
+            password_hash: None,
+        },
+    )?;
+    upsert_tag(
+        conn,
+        &user.db_name,
+        &user.username,
+        &user.role_tag,
+        updated_by,
+    )?;
+    Ok(outcome)
 }
 
 fn upsert_tag(

@@ -64,6 +64,19 @@ impl Host for CoreHost {
         Ok(self.directory.sync_user(&updated_by(plugin), user).await?)
     }
 
+    /// One transaction per chunk of users, not one per user (`IdentityDirectory::sync_users`).
+    async fn sync_users(
+        &self,
+        plugin: &str,
+        users: &[SyncUser],
+    ) -> Result<Vec<Result<SyncOutcome, PluginError>>, PluginError> {
+        let written = self.directory.sync_users(&updated_by(plugin), users).await;
+        Ok(written
+            .into_iter()
+            .map(|r| r.map_err(PluginError::from))
+            .collect())
+    }
+
     async fn list_users(
         &self,
         db_name: &str,

@@ -78,15 +78,21 @@ impl SampleSync {
             upsert,
         )
         .await;
+        // One bulk call (one transaction per chunk in the core, one round trip out of
+        // process); a failure of the whole call (a missing scope) is every user's failure.
+        let written: Vec<Result<SyncOutcome, PluginError>> = match ctx.sync_users(users).await {
+            Ok(results) => results,
+            Err(e) => users.iter().map(|_| Err(e.clone())).collect(),
+        };
         let (mut created, mut updated, mut failed) = (0u64, 0u64, 0u64);
         let mut items = Vec::with_capacity(users.len());
-        for user in users {
+        for (user, result) in users.iter().zip(written) {
             let mut item = json_object!({
                 "username": user.username,
                 "db_name": user.db_name,
                 "role_tag": user.role_tag,
             });
-            match ctx.sync_user(user).await {
+            match result {
                 Ok(outcome) => {
                     match outcome {
                         SyncOutcome::Created => created += 1,
