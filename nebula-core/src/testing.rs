@@ -32,9 +32,7 @@
 
 use std::collections::BTreeMap;
 
-use nebula_plugin_api::{
-    DirectoryUser, IdentityRole, JsonObject, PluginManifest, Scope, SyncRequest, SyncUser,
-};
+use nebula_plugin_api::{DirectoryUser, IdentityRole, JsonObject, Scope, SyncRequest, SyncUser};
 
 use crate::config::PluginSettings;
 use crate::events::MAX_EVENT_PAGE;
@@ -130,14 +128,12 @@ impl TestEngineBuilder {
 
 /// The plugin registered under `name` in the running binary.
 fn linked(name: &str) -> Option<PluginDescriptor> {
-    nebula_plugin_api::registered_plugins().find_map(|r| {
-        let manifest: PluginManifest = r.manifest().ok().filter(|m| m.name == name)?;
-        Some(PluginDescriptor::in_process(
-            manifest,
-            r.factory(),
-            r.origin(),
-        ))
-    })
+    let (registration, manifest) = nebula_plugin_api::registered_plugin(name)?;
+    Some(PluginDescriptor::in_process(
+        manifest,
+        registration.factory(),
+        registration.origin(),
+    ))
 }
 
 /// One plugin on a real engine with a temporary database. Dropping it removes the database.

@@ -78,7 +78,7 @@ pub use identity::{
 pub use manifest::{validate_plugin_name, PluginManifest};
 pub use manifest_rules::PLUGIN_API_VERSION;
 pub use plugin::{JsonObject, Plugin};
-pub use registration::{registered_plugins, PluginFactory, PluginRegistration};
+pub use registration::{registered_plugin, registered_plugins, PluginFactory, PluginRegistration};
 pub use request::{
     parse_json_object, SyncRequest, SyncUser, MAX_SYNC_LIMIT, MAX_USERS_PER_REQUEST,
 };

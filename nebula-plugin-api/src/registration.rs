@@ -55,6 +55,15 @@ pub fn registered_plugins() -> impl Iterator<Item = &'static PluginRegistration>
     inventory::iter::<PluginRegistration>.into_iter()
 }
 
+/// The plugin registered as `name` in the linked binary, with its manifest (registrations whose
+/// manifest cannot be read have no name and are never found).
+pub fn registered_plugin(name: &str) -> Option<(&'static PluginRegistration, PluginManifest)> {
+    registered_plugins().find_map(|r| {
+        let manifest = r.manifest().ok().filter(|m| m.name == name)?;
+        Some((r, manifest))
+    })
+}
+
 /// Registers a plugin with the host.
 ///
 /// The usual form names the plugin type and its manifest file; the manifest is read and

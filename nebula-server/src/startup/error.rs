@@ -6,7 +6,6 @@ use nebula_core::auth::{AuthError, PasswordError, SecretError, MIN_PASSWORD_LEN}
 use nebula_core::{ConfigError, CoreError, StorageError};
 use nebula_grpc::server::ServeError;
 use nebula_grpc::EndpointError;
-use nebula_plugin_api::PluginError;
 
 /// Exit code for a configuration that cannot be used (the operator's to fix).
 pub const EXIT_CONFIG: u8 = 2;
@@ -97,9 +96,6 @@ pub enum StartupError {
         /// The names of the linked plugins.
         linked: Vec<String>,
     },
-    /// `serve-plugin`: the plugin's manifest cannot be read.
-    #[error(transparent)]
-    Manifest(PluginError),
     /// `serve-plugin`: `--token-env` names a variable that is unset or empty.
     #[error("--token-env {0}: the variable is unset or empty")]
     TokenEnvUnset(String),

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use nebula_core::manager::ManagerSettings;
 use nebula_core::{CoreHost, Database, EventBus, IdentityDirectory, NebulaConfig};
@@ -35,9 +34,7 @@ pub(super) async fn serve_plugin(
             "serving beyond loopback (--allow-remote): the traffic, token included, is unencrypted"
         );
     }
-    let Some(registration) = nebula_plugin_api::registered_plugins()
-        .find(|r| r.manifest().is_ok_and(|m| m.name == name))
-    else {
+    let Some((registration, manifest)) = nebula_plugin_api::registered_plugin(name) else {
         return Err(StartupError::PluginNotLinked {
             name: name.to_owned(),
             linked: nebula_plugin_api::registered_plugins()
@@ -45,7 +42,6 @@ pub(super) async fn serve_plugin(
                 .collect(),
         });
     };
-    let manifest = registration.manifest().map_err(StartupError::Manifest)?;
     let db = Database::open_async(&config.database.url, config.database.pool_size)
         .await
         .map_err(StartupError::Database)?;
@@ -55,7 +51,7 @@ pub(super) async fn serve_plugin(
     // The same grants as in process: declared ∩ v1 ∩ plugins.grants.
     options.scopes = ManagerSettings::from_config(&config.plugins).effective_scopes(&manifest);
     options.max_message_bytes = config.server.max_body_bytes;
-    options.call_timeout = Duration::from_secs_f64(config.plugins.max_timeout_sec);
+    options.call_timeout = config.plugins.max_timeout();
     if let Some(var) = token_env {
         match std::env::var(&var) {
             Ok(token) if !token.is_empty() => options.token = Some(token),
