@@ -40,8 +40,8 @@ pub use events::{Event, EventBus};
 pub use host::CoreHost;
 pub use logs::{LogLine, PluginLogs};
 pub use manager::{
-    ExternalConnector, ManagerError, PluginDescriptor, PluginManager, PluginProvider, PluginRecord,
-    PluginSource, PluginStatus,
+    ExternalConnector, HostAccess, HostServiceLink, HostTokenRegistry, InstanceSetup, ManagerError,
+    PluginDescriptor, PluginManager, PluginProvider, PluginRecord, PluginSource, PluginStatus,
 };
 pub use storage::{Database, StorageError};
 
@@ -134,6 +134,8 @@ pub struct NebulaCoreBuilder {
     without_monitor: bool,
     config_file: Option<PathBuf>,
     connector: Option<Arc<dyn ExternalConnector>>,
+    host_service: Option<HostServiceLink>,
+    providers: Vec<Arc<dyn PluginProvider>>,
 }
 
 impl NebulaCoreBuilder {
@@ -156,9 +158,27 @@ impl NebulaCoreBuilder {
         self
     }
 
+    /// The host service the embedder serves (SPEC §8): each instance of an out-of-process
+    /// plugin gets a token minted in `link.tokens` and `link.endpoint` to reach it. Serve the
+    /// service (`nebula_grpc::host_service`, looking tokens up with
+    /// [`HostTokenRegistry::context`]) before `build`, since plugins may call it while they
+    /// start. Without it, out-of-process plugins run without a context (their helpers fail
+    /// as unavailable).
+    pub fn host_service(mut self, link: HostServiceLink) -> Self {
+        self.host_service = Some(link);
+        self
+    }
+
     /// Adds a plugin built by the embedder, besides those registered through `inventory`.
     pub fn plugin(mut self, descriptor: PluginDescriptor) -> Self {
         self.extra.push(descriptor);
+        self
+    }
+
+    /// Adds a source of plugins of the embedder's own, asked again on every rescan (unlike
+    /// [`plugin`](Self::plugin), whose list is fixed).
+    pub fn provider(mut self, provider: Arc<dyn PluginProvider>) -> Self {
+        self.providers.push(provider);
         self
     }
 
@@ -201,6 +221,7 @@ impl NebulaCoreBuilder {
             if !self.extra.is_empty() {
                 providers.push(Arc::new(StaticProvider(self.extra)));
             }
+            providers.extend(self.providers);
             if self.connector.is_some()
                 || self.config_file.is_some()
                 || !config.plugins.external.is_empty()
@@ -218,6 +239,7 @@ impl NebulaCoreBuilder {
             database: database.clone(),
             events: events.clone(),
             providers,
+            host_service: self.host_service,
         }));
         plugins.rescan().await?;
         let monitor = (!self.without_monitor)

@@ -175,10 +175,21 @@ impl BoundListener {
     }
 }
 
+/// Removes a socket file left by a process that died. A socket something still answers on
+/// is another live server's (a second server on the same data directory): refused, never
+/// taken over.
 async fn remove_stale_socket(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     match tokio::fs::symlink_metadata(path).await {
-        Ok(meta) if meta.file_type().is_socket() => tokio::fs::remove_file(path).await,
+        Ok(meta) if meta.file_type().is_socket() => {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("{} is in use by another process", path.display()),
+                ));
+            }
+            tokio::fs::remove_file(path).await
+        }
         Ok(_) => Err(std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
             format!("{} exists and is not a socket", path.display()),

@@ -37,9 +37,13 @@ pub enum Command {
     /// Example: `SAMPLE_TOKEN=… nebula-server serve-plugin sample_sync --listen
     /// 127.0.0.1:50051 --token-env SAMPLE_TOKEN`.
     ///
+    /// The plugin never opens the database: its context is the core's host service, whose
+    /// endpoint and token arrive with every call from the core (or in NEBULA_HOST_ENDPOINT
+    /// and NEBULA_HOST_TOKEN).
+    ///
     /// Token: required on TCP (--token-env); without one, any process that can reach the port
-    /// could call the plugin and write to the database. A unix socket (unix:///path), guarded
-    /// by its file permissions, may go without.
+    /// could call the plugin and make it write through its host token. A unix socket
+    /// (unix:///path), guarded by its file permissions, may go without.
     ///
     /// Address: a TCP listen address must be loopback (127.0.0.0/8, ::1, localhost) unless
     /// --allow-remote is given; 0.0.0.0 and :: are not loopback.
@@ -56,8 +60,9 @@ pub enum Command {
         /// Required on TCP; optional on a unix socket.
         #[arg(long, value_name = "VAR")]
         token_env: Option<String>,
-        /// Allow a TCP listen address beyond loopback (such as 0.0.0.0:50051). The traffic,
-        /// token included, is unencrypted: use it only on a network you trust.
+        /// Allow a TCP listen address beyond loopback (such as 0.0.0.0:50051), and a host
+        /// service endpoint beyond loopback. The traffic, tokens included, is unencrypted:
+        /// use it only on a network you trust.
         #[arg(long)]
         allow_remote: bool,
     },

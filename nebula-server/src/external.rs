@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nebula_core::config::ExternalPluginConfig;
 use nebula_core::manager::PluginConstructor;
-use nebula_core::{ExternalConnector, NebulaConfig};
+use nebula_core::{ExternalConnector, InstanceSetup, NebulaConfig};
 use nebula_grpc::{GrpcEndpoint, GrpcPlugin, RemotePluginSpec};
 
 /// Longest wait for a TCP connection to an external plugin: a dead peer fails fast.
@@ -37,7 +37,14 @@ impl ExternalConnector for GrpcConnector {
             allow_remote: config.plugins.allow_remote_grpc,
             max_message_bytes: config.server.max_body_bytes,
         };
-        Arc::new(move || Box::new(GrpcPlugin::new(spec.clone())))
+        Arc::new(move |setup: &InstanceSetup| {
+            let plugin = GrpcPlugin::new(spec.clone());
+            // SPEC §8: every call carries the host service's endpoint and this instance's token.
+            Box::new(match &setup.host {
+                Some(host) => plugin.with_host(&host.endpoint, &host.token),
+                None => plugin,
+            })
+        })
     }
 }
 

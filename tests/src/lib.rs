@@ -112,7 +112,7 @@ pub mod faults {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
-    use nebula_core::PluginDescriptor;
+    use nebula_core::{InstanceSetup, PluginDescriptor};
     use nebula_plugin_api::{
         async_trait, json_object, JsonObject, Plugin, PluginContext, PluginError, SyncRequest,
     };
@@ -222,7 +222,7 @@ pub mod faults {
             || Box::new(super::WellBehaved),
             format!("nebula_tests::faults::{name}"),
         );
-        d.constructor = Arc::new(move || {
+        d.constructor = Arc::new(move |_: &InstanceSetup| {
             Box::new(FaultPlugin {
                 fault,
                 counters: shared.clone(),

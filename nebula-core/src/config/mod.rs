@@ -120,8 +120,10 @@ pub struct PluginsConfig {
     pub max_restarts: u32,
     /// Consecutive crashes before the plugin is disabled.
     pub max_crashes: u32,
-    /// Allow gRPC endpoints outside loopback.
+    /// Allow gRPC endpoints outside loopback (and a host service bound beyond it).
     pub allow_remote_grpc: bool,
+    /// Where the host service (SPEC §8) listens besides its unix socket in the data directory.
+    pub host_service: HostServiceConfig,
     /// External gRPC plugins (`[[plugins.external]]`).
     pub external: Vec<ExternalPluginConfig>,
     /// Plugin name → scopes the operator grants it; a plugin not named keeps its declared scopes.
@@ -130,6 +132,19 @@ pub struct PluginsConfig {
     /// plugin only, through its context. Secrets come from the environment
     /// (`NEBULA__PLUGINS__SETTINGS__<NAME>__<KEY>`); nothing lists or logs these values.
     pub settings: BTreeMap<String, PluginSettings>,
+}
+
+/// `[plugins.host_service]`: the host service's TCP listener, for external plugins on
+/// other hosts (or in containers) that cannot reach the unix socket in the data directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostServiceConfig {
+    /// `IP:PORT` to listen on (port 0 picks one); loopback unless `allow_remote_grpc`.
+    /// When set, external gRPC plugins are sent this endpoint instead of the unix socket.
+    pub bind: Option<String>,
+    /// The endpoint sent to plugins when it differs from `bind` (NAT, a container network),
+    /// `http://HOST:PORT`. Default: `http://` + the bound address.
+    pub advertise: Option<String>,
 }
 
 /// One plugin's settings: a JSON object whose `Debug` shows only its keys, since values may
@@ -157,6 +172,7 @@ impl Default for PluginsConfig {
             max_restarts: 3,
             max_crashes: 3,
             allow_remote_grpc: false,
+            host_service: HostServiceConfig::default(),
             external: Vec::new(),
             grants: BTreeMap::new(),
             settings: BTreeMap::new(),

@@ -50,6 +50,31 @@ impl NebulaConfig {
         if self.auth.session_ttl_sec == 0 {
             return Err("auth.session_ttl_sec: must be above 0".into());
         }
+        if let Some(bind) = &p.host_service.bind {
+            let addr: std::net::SocketAddr = bind.parse().map_err(|_| {
+                format!("plugins.host_service.bind: expected IP:PORT, got '{bind}'")
+            })?;
+            if !addr.ip().is_loopback() && !p.allow_remote_grpc {
+                return Err(format!(
+                    "plugins.host_service.bind: '{bind}' is not a loopback address; \
+                     set plugins.allow_remote_grpc = true to serve the host service beyond \
+                     this machine (unencrypted: put it on a private network)"
+                ));
+            }
+        }
+        if let Some(advertise) = &p.host_service.advertise {
+            if p.host_service.bind.is_none() {
+                return Err(
+                    "plugins.host_service.advertise: needs plugins.host_service.bind".into(),
+                );
+            }
+            let rest = advertise.strip_prefix("http://").unwrap_or_default();
+            if rest.is_empty() || rest.contains('/') {
+                return Err(format!(
+                    "plugins.host_service.advertise: expected http://HOST:PORT, got '{advertise}'"
+                ));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, ext) in p.external.iter().enumerate() {
             nebula_plugin_api::validate_plugin_name(&ext.name)

@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use nebula_plugin_api::{Plugin, PluginFactory, PluginManifest, PluginRegistration};
 
-use super::PluginSource;
+use super::{InstanceSetup, PluginSource};
 
-/// Builds a fresh plugin instance; called at start and on every restart.
-pub type PluginConstructor = Arc<dyn Fn() -> Box<dyn Plugin> + Send + Sync>;
+/// Builds a fresh plugin instance; called at start and on every restart, with what that
+/// instance is given beyond its context (for a plugin out of process: how to reach the host
+/// service, and its token).
+pub type PluginConstructor = Arc<dyn Fn(&InstanceSetup) -> Box<dyn Plugin> + Send + Sync>;
 
 /// A plugin ready to be loaded: its manifest, where it comes from and how to build it.
 #[derive(Clone)]
@@ -45,7 +47,7 @@ impl PluginDescriptor {
             manifest,
             source: PluginSource::InProcess,
             origin: origin.into(),
-            constructor: Arc::new(factory),
+            constructor: Arc::new(move |_: &InstanceSetup| factory()),
         }
     }
 }

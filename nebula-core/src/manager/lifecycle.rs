@@ -9,7 +9,10 @@ use nebula_plugin_api::{Plugin, PluginContext};
 use super::slot::{CallTicket, PluginSlot};
 use super::state::{Observation, NOT_INITIALIZED};
 use super::stats::Outcome;
-use super::{guarded, ManagerError, Method, PluginManager, PluginRecord, PluginStats};
+use super::{
+    guarded, HostAccess, InstanceSetup, ManagerError, Method, PluginManager, PluginRecord,
+    PluginSource, PluginStats,
+};
 use crate::storage::unix_now;
 
 impl PluginManager {
@@ -29,11 +32,12 @@ impl PluginManager {
         };
         let ctx = PluginContext::new(slot.name.as_str(), scopes, self.host.clone())
             .with_settings(self.settings.settings_of(&slot.name));
+        let setup = self.instance_setup(&slot.name, descriptor.source, &ctx);
         let constructor = descriptor.constructor.clone();
         let started = Instant::now();
         let result = guarded(
             async move {
-                let plugin: Arc<dyn Plugin> = Arc::from(constructor());
+                let plugin: Arc<dyn Plugin> = Arc::from(constructor(&setup));
                 plugin.initialize(ctx).await?;
                 Ok(plugin)
             },
@@ -57,6 +61,7 @@ impl PluginManager {
         match result {
             Ok(_) => self.observe(slot, Some(ticket), Observation::Initialized),
             Err(failure) => {
+                self.revoke_host_token(&slot.name);
                 tracing::warn!(plugin = %slot.name, error = %failure.describe(Method::Initialize), "plugin failed to initialise");
                 self.observe(
                     slot,
@@ -67,6 +72,36 @@ impl PluginManager {
                     },
                 );
             }
+        }
+    }
+
+    /// What a new instance of `plugin` gets besides its context: for a plugin out of process,
+    /// when the host service is served, a fresh token (the previous instance's dies) bound
+    /// to the very context an in-process instance would get.
+    fn instance_setup(
+        &self,
+        plugin: &str,
+        source: PluginSource,
+        ctx: &PluginContext,
+    ) -> InstanceSetup {
+        let mut setup = InstanceSetup::default();
+        if let Some(link) = self
+            .host_service
+            .as_ref()
+            .filter(|_| source.is_out_of_process())
+        {
+            setup.host = Some(HostAccess {
+                endpoint: link.endpoint.clone(),
+                token: link.tokens.mint(plugin, ctx.clone()),
+            });
+        }
+        setup
+    }
+
+    /// Revokes the host token of `plugin`'s instance (it is going away).
+    fn revoke_host_token(&self, plugin: &str) {
+        if let Some(link) = &self.host_service {
+            link.tokens.revoke(plugin);
         }
     }
 
@@ -95,6 +130,7 @@ impl PluginManager {
 
     /// Detaches the instance and shuts it down (bounded; failures are logged).
     pub(super) async fn retire(&self, slot: &PluginSlot) {
+        self.revoke_host_token(&slot.name);
         if let Some(old) = slot.detach() {
             self.shutdown_instance(slot, old).await;
         }
@@ -103,6 +139,7 @@ impl PluginManager {
     /// Marks the plugin disabled with `message`, then retires its instance. The caller holds
     /// the lifecycle lock and has persisted the flag.
     pub(super) async fn disable(&self, slot: &PluginSlot, message: String) {
+        self.revoke_host_token(&slot.name);
         let old = slot.detach();
         self.observe(slot, None, Observation::Disabled { message });
         if let Some(old) = old {

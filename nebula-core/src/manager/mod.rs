@@ -15,6 +15,7 @@ mod calls;
 mod discovery;
 mod error;
 mod external;
+mod host_tokens;
 mod lifecycle;
 mod monitor;
 mod record;
@@ -37,6 +38,7 @@ pub use discovery::{
 };
 pub use error::ManagerError;
 pub use external::{ExternalConnector, ExternalPluginsProvider};
+pub use host_tokens::{HostAccess, HostServiceLink, HostTokenRegistry, InstanceSetup};
 // The call guard is shared with the gRPC serve helper, so it lives in the plugin API (feature
 // `host`); re-exported here, where the engine's callers have always found it.
 pub use nebula_plugin_api::guard::{guarded, CallFailure, Method};
@@ -61,6 +63,9 @@ pub struct ManagerParts {
     pub events: EventBus,
     /// Where plugins come from.
     pub providers: Vec<Arc<dyn PluginProvider>>,
+    /// The host service the embedder serves, if any: out-of-process instances get a token
+    /// from its registry and its endpoint (SPEC §8).
+    pub host_service: Option<HostServiceLink>,
 }
 
 /// Discovers, runs and watches plugins. Safe to share between tasks (`Arc<PluginManager>`).
@@ -69,6 +74,7 @@ pub struct PluginManager {
     host: Arc<dyn Host>,
     store: PluginStateStore,
     providers: Vec<Arc<dyn PluginProvider>>,
+    host_service: Option<HostServiceLink>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
     rescan_lock: tokio::sync::Mutex<()>,
     /// State-change events, stored in order by one task.
@@ -103,6 +109,7 @@ impl PluginManager {
             host: parts.host,
             store: PluginStateStore::new(parts.database),
             providers: parts.providers,
+            host_service: parts.host_service,
             slots: RwLock::new(BTreeMap::new()),
             rescan_lock: tokio::sync::Mutex::new(()),
         }

@@ -22,6 +22,15 @@ impl PluginSource {
             PluginSource::Grpc => "grpc",
         }
     }
+
+    /// Whether its instances run outside the core's process, and so reach their context
+    /// through the host service with a token of their own (SPEC §8).
+    pub fn is_out_of_process(self) -> bool {
+        match self {
+            PluginSource::InProcess => false,
+            PluginSource::Grpc => true,
+        }
+    }
 }
 
 /// A plugin's state.

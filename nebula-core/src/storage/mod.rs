@@ -241,7 +241,7 @@ const PRIVATE_DIR_MODE: u32 = 0o700;
 
 /// Creates `dir` (and its parents) with mode 0700: the one rule for directories that hold
 /// the core's data or secrets.
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

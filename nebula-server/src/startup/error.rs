@@ -49,6 +49,9 @@ pub enum StartupError {
     /// The authenticator could not be built.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The host service could not be served (its socket or `plugins.host_service.bind`).
+    #[error("cannot serve the host service: {0}")]
+    HostService(String),
     /// The HTTP server could not bind, or failed while serving.
     #[error(transparent)]
     Http(std::io::Error),

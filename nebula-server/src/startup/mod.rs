@@ -6,6 +6,7 @@
 
 mod create_user;
 mod error;
+mod host_service;
 mod serve;
 mod serve_plugin;
 

@@ -40,10 +40,13 @@ pub(super) fn serve(
     // A weak secret is the operator's to fix, like a bad configuration (exit code 2).
     let token = load_secret(INSTALLER_TOKEN_ENV, &data_dir.join("installer_token"))?;
     let session_key = load_secret(SESSION_SECRET_ENV, &data_dir.join("session_secret"))?;
+    // Served before the engine is built: plugins may call back while they start.
+    let host_service = runtime.block_on(super::host_service::start(&config, &data_dir))?;
     let builder = NebulaCore::builder()
         .config(config.clone())
         .config_file(file.clone())
-        .external_connector(Arc::new(GrpcConnector));
+        .external_connector(Arc::new(GrpcConnector))
+        .host_service(host_service.link.clone());
     let core = runtime.block_on(builder.build())?;
     let auth = Authenticator::new(
         Some(token),
@@ -61,7 +64,10 @@ pub(super) fn serve(
     .with_public_origin(public_origin);
     let served = actix_rt::System::new().block_on(run_http(state, &config, file.as_deref()));
     tracing::info!("stopping plugins");
-    runtime.block_on(core.shutdown());
+    runtime.block_on(async {
+        core.shutdown().await;
+        host_service.stop().await;
+    });
     served.map_err(StartupError::Http)?;
     tracing::info!("stopped");
     Ok(())

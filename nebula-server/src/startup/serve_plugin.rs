@@ -1,19 +1,17 @@
 //! `serve-plugin NAME --listen ENDPOINT`: one linked plugin as an external gRPC plugin.
 
-use std::io::Write;
-use std::sync::Arc;
-
 use nebula_core::manager::ManagerSettings;
-use nebula_core::{CoreHost, Database, EventBus, IdentityDirectory, NebulaConfig};
+use nebula_core::NebulaConfig;
 use nebula_grpc::server::{serve_bound, BoundListener};
 use nebula_grpc::{GrpcEndpoint, HostSource, ServeOptions};
+use std::io::Write;
 
 use super::StartupError;
 
-/// Serves one linked plugin until SIGINT or SIGTERM. Its context is backed by the configured
-/// database, so the same crate behaves the same in process and out of process. The listen
+/// Serves one linked plugin until SIGINT or SIGTERM. Its context is backed by the core's
+/// host service, so the same crate behaves the same in process and out of process. The listen
 /// policy (a token on TCP, loopback unless `--allow-remote`) is checked before anything is
-/// opened.
+/// bound.
 pub(super) async fn serve_plugin(
     config: &NebulaConfig,
     name: &str,
@@ -42,13 +40,14 @@ pub(super) async fn serve_plugin(
                 .collect(),
         });
     };
-    let db = Database::open_async(&config.database.url, config.database.pool_size)
-        .await
-        .map_err(StartupError::Database)?;
-    let host = CoreHost::new(IdentityDirectory::new(db.clone()), EventBus::new(db));
+    // The context is the core's host service (SPEC §8), found in NEBULA_HOST_ENDPOINT and
+    // NEBULA_HOST_TOKEN or in the first call's metadata: this process never opens the
+    // database, and the core checks every helper against the scopes it granted.
     let mut options = ServeOptions::new(name);
-    options.host = HostSource::Fixed(Arc::new(host));
-    // The same grants as in process: declared ∩ v1 ∩ plugins.grants.
+    options.host = HostSource::Discover;
+    options.allow_remote_host = allow_remote;
+    // Declared ∩ v1 ∩ plugins.grants, checked here first so a refused helper fails without a
+    // round trip; the core's check is the one that counts.
     options.scopes = ManagerSettings::from_config(&config.plugins).effective_scopes(&manifest);
     options.max_message_bytes = config.server.max_body_bytes;
     options.call_timeout = config.plugins.max_timeout();
