@@ -58,7 +58,7 @@ pub enum HostSource {
     /// a new token for every instance it builds: a restart, a rescan), so the context the
     /// plugin kept stays valid.
     Discover,
-    /// A host of your own (`serve-plugin`'s database host, tests). The plugin is initialised
+    /// A host of your own (tests: `RecordingHost`). The plugin is initialised
     /// before serving; host metadata is ignored.
     Fixed(Arc<dyn Host>),
     /// The host service at `endpoint` with `token`, as if they came from the environment.

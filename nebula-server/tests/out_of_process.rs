@@ -245,3 +245,46 @@ fn ten_thousand_users_through_an_external_plugin_fit_in_the_default_call_timeout
     drop(server);
     peer.terminate();
 }
+
+/// The host service's socket: in the data directory, mode 0600, removed on a clean stop,
+/// replaced when a killed server left it behind, never taken from a server still running.
+#[test]
+fn the_host_socket_is_private_replaced_when_stale_and_never_stolen() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("data/host.sock");
+    let server = Server::start(dir.path(), &[]);
+    let meta = std::fs::symlink_metadata(&socket).expect("the socket exists");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // A second server on the same data directory must not take the socket over.
+    let out = support::run_until_exit(
+        command(dir.path()).env("NEBULA__SERVER__BIND", "127.0.0.1:0"),
+        std::time::Duration::from_secs(30),
+    )
+    .expect("the second server exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("host.sock is in use by another process"),
+        "{stderr}"
+    );
+    assert_eq!(
+        server.get("/healthz").status,
+        200,
+        "the first one still serves"
+    );
+
+    server.kill9();
+    assert!(socket.exists(), "a killed server leaves its socket behind");
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(
+        server.get("/healthz").status,
+        200,
+        "the stale socket was replaced"
+    );
+    let status = server.signal_and_wait(libc::SIGTERM, std::time::Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "removed on a clean stop");
+}

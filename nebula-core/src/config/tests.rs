@@ -172,3 +172,40 @@ fn errors_name_the_key_and_the_file() {
     assert!(err.contains("call_timeout_sec"), "{err}");
     assert!(NebulaConfig::load_from(Some(Path::new("/nonexistent/x.toml")), no_env()).is_err());
 }
+
+#[test]
+fn the_host_service_binds_loopback_unless_remote_grpc_is_allowed() {
+    let load = |text: &str| NebulaConfig::load_from(Some(file(text).path()), no_env());
+    let ok = load("[plugins.host_service]\nbind = \"127.0.0.1:0\"\n").unwrap();
+    assert_eq!(ok.plugins.host_service.bind.as_deref(), Some("127.0.0.1:0"));
+    assert_eq!(
+        NebulaConfig::default().plugins.host_service.bind,
+        None,
+        "the unix socket only, by default"
+    );
+    let remote = load("[plugins.host_service]\nbind = \"0.0.0.0:7070\"\n").unwrap_err();
+    assert!(
+        remote.to_string().contains("plugins.host_service.bind")
+            && remote.to_string().contains("allow_remote_grpc"),
+        "{remote}"
+    );
+    load("[plugins]\nallow_remote_grpc = true\n[plugins.host_service]\nbind = \"0.0.0.0:7070\"\n")
+        .unwrap();
+    for (text, key) in [
+        (
+            "[plugins.host_service]\nbind = \"localhost\"\n",
+            "expected IP:PORT",
+        ),
+        (
+            "[plugins.host_service]\nadvertise = \"http://10.0.0.5:7070\"\n",
+            "needs plugins.host_service.bind",
+        ),
+        (
+            "[plugins.host_service]\nbind = \"127.0.0.1:7070\"\nadvertise = \"10.0.0.5:7070\"\n",
+            "expected http://HOST:PORT",
+        ),
+    ] {
+        let e = load(text).unwrap_err().to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}

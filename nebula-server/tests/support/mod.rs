@@ -292,7 +292,8 @@ pub fn python_with_grpc() -> (PathBuf, PathBuf) {
                 .arg(&peer)
                 .arg(format!("--python_out={}", stubs.display()))
                 .arg(format!("--grpc_python_out={}", stubs.display()))
-                .arg(peer.join("plugin_api_v1.proto")));
+                .arg(peer.join("plugin_api_v1.proto"))
+                .arg(peer.join("host_api_v1.proto")));
             (python, stubs)
         })
         .clone()
@@ -419,4 +420,14 @@ pub fn run_until_exit(cmd: &mut Command, limit: Duration) -> Option<std::process
 /// not pass); its endpoint is the last word of the first line it prints.
 pub fn spawn_peer(cmd: &mut Command) -> Peer {
     Peer::spawn(cmd)
+}
+
+impl Peer {
+    /// A Python plugin `script` from the peer directory (stubs of both protos importable),
+    /// started with `args`; its endpoint is the last word of the first line it prints.
+    pub fn python_script(script: &str, args: &[&str]) -> Peer {
+        let mut cmd = python_command(script);
+        cmd.args(args);
+        Peer::spawn(&mut cmd)
+    }
 }
