@@ -40,13 +40,15 @@ pub use events::{Event, EventBus};
 pub use host::CoreHost;
 pub use logs::{LogLine, PluginLogs};
 pub use manager::{
-    ExternalConnector, HostAccess, HostServiceLink, HostTokenRegistry, InstanceSetup, ManagerError,
-    PluginDescriptor, PluginManager, PluginProvider, PluginRecord, PluginSource, PluginStatus,
+    ExternalConnector, HostAccess, HostServiceLink, HostTokenRegistry, InstanceSetup,
+    InstanceWatch, ManagerError, PluginDescriptor, PluginManager, PluginProvider, PluginRecord,
+    PluginSource, PluginStatus, ProcessConnector, ProcessPluginSpec,
 };
 pub use storage::{Database, StorageError};
 
 use manager::{
-    ExternalPluginsProvider, InventoryProvider, ManagerParts, ManagerSettings, StaticProvider,
+    ExternalPluginsProvider, InventoryProvider, ManagerParts, ManagerSettings,
+    ProcessPluginsProvider, StaticProvider,
 };
 
 /// Why the engine could not be built.
@@ -136,6 +138,7 @@ pub struct NebulaCoreBuilder {
     connector: Option<Arc<dyn ExternalConnector>>,
     host_service: Option<HostServiceLink>,
     providers: Vec<Arc<dyn PluginProvider>>,
+    process_connector: Option<Arc<dyn ProcessConnector>>,
 }
 
 impl NebulaCoreBuilder {
@@ -155,6 +158,13 @@ impl NebulaCoreBuilder {
     /// Without one, configured external plugins are listed as not loadable.
     pub fn external_connector(mut self, connector: Arc<dyn ExternalConnector>) -> Self {
         self.connector = Some(connector);
+        self
+    }
+
+    /// How to run the process plugins of `plugins.dir` (the server passes `nebula-process`).
+    /// Without one, they are listed as not loadable.
+    pub fn process_connector(mut self, connector: Arc<dyn ProcessConnector>) -> Self {
+        self.process_connector = Some(connector);
         self
     }
 
@@ -222,6 +232,12 @@ impl NebulaCoreBuilder {
                 providers.push(Arc::new(StaticProvider(self.extra)));
             }
             providers.extend(self.providers);
+            if config.plugins.dir.is_some() {
+                providers.push(Arc::new(ProcessPluginsProvider::new(
+                    config.clone(),
+                    self.process_connector,
+                )));
+            }
             if self.connector.is_some()
                 || self.config_file.is_some()
                 || !config.plugins.external.is_empty()
@@ -233,14 +249,14 @@ impl NebulaCoreBuilder {
                 )));
             }
         }
-        let plugins = Arc::new(PluginManager::new(ManagerParts {
+        let plugins = PluginManager::new(ManagerParts {
             settings: ManagerSettings::from_config(&config.plugins),
             host,
             database: database.clone(),
             events: events.clone(),
             providers,
             host_service: self.host_service,
-        }));
+        });
         plugins.rescan().await?;
         let monitor = (!self.without_monitor)
             .then(|| Arc::new(MonitorHandle(plugins.spawn_health_monitor())));

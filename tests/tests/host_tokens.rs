@@ -69,6 +69,7 @@ fn descriptor(name: &str, source: PluginSource, seen: Arc<Seen>) -> PluginDescri
             seen.setups.lock().push(setup.host.clone());
             Box::new(Remote(seen.clone()))
         }),
+        fingerprint: None,
     }
 }
 
@@ -110,6 +111,7 @@ async fn fixture(provider: Option<Arc<Editable>>) -> Fixture {
         .host_service(HostServiceLink {
             tokens: tokens.clone(),
             endpoint: "unix:///run/nebula/host.sock".into(),
+            local_endpoint: "unix:///run/nebula/host.sock".into(),
         })
         .plugin(descriptor(
             "local_one",

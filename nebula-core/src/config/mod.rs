@@ -124,6 +124,11 @@ pub struct PluginsConfig {
     pub allow_remote_grpc: bool,
     /// Where the host service (SPEC §8) listens besides its unix socket in the data directory.
     pub host_service: HostServiceConfig,
+    /// The plugins directory (SPEC §9): each `<dir>/<name>/plugin.json` with a `runtime`
+    /// section is a process plugin. None (the default): no process plugins.
+    pub dir: Option<std::path::PathBuf>,
+    /// `[plugins.process]`: how process plugins are stopped and limited.
+    pub process: ProcessConfig,
     /// External gRPC plugins (`[[plugins.external]]`).
     pub external: Vec<ExternalPluginConfig>,
     /// Plugin name → scopes the operator grants it; a plugin not named keeps its declared scopes.
@@ -145,6 +150,44 @@ pub struct HostServiceConfig {
     /// The endpoint sent to plugins when it differs from `bind` (NAT, a container network),
     /// `http://HOST:PORT`. Default: `http://` + the bound address.
     pub advertise: Option<String>,
+}
+
+/// `[plugins.process]`: limits and stop grace of process plugins (SPEC §9). A limit of 0 means
+/// none.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessConfig {
+    /// SIGTERM, then SIGKILL after this many seconds.
+    pub shutdown_grace_sec: f64,
+    /// Resident memory, MiB (polled from `/proc` without a writable cgroup v2).
+    pub memory_limit_mb: u64,
+    /// CPU time over the process's life, seconds (`RLIMIT_CPU`). Default 0: a plugin that
+    /// runs for months accumulates CPU time, so set it only for plugins that restart often.
+    pub cpu_time_limit_sec: u64,
+    /// Open file descriptors (`RLIMIT_NOFILE`).
+    pub max_open_files: u64,
+    /// Processes and threads (`RLIMIT_NPROC`). Linux counts every process and thread of the
+    /// core's user against it, not only the plugin's, so the default is 0 (none).
+    pub max_processes: u64,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            shutdown_grace_sec: 5.0,
+            memory_limit_mb: 1024,
+            cpu_time_limit_sec: 0,
+            max_open_files: 1024,
+            max_processes: 0,
+        }
+    }
+}
+
+impl ProcessConfig {
+    /// How long a stopped process plugin gets between SIGTERM and SIGKILL.
+    pub fn shutdown_grace(&self) -> Duration {
+        secs(self.shutdown_grace_sec)
+    }
 }
 
 /// One plugin's settings: a JSON object whose `Debug` shows only its keys, since values may
@@ -173,6 +216,8 @@ impl Default for PluginsConfig {
             max_crashes: 3,
             allow_remote_grpc: false,
             host_service: HostServiceConfig::default(),
+            dir: None,
+            process: ProcessConfig::default(),
             external: Vec::new(),
             grants: BTreeMap::new(),
             settings: BTreeMap::new(),

@@ -50,6 +50,12 @@ impl NebulaConfig {
         if self.auth.session_ttl_sec == 0 {
             return Err("auth.session_ttl_sec: must be above 0".into());
         }
+        let grace = p.process.shutdown_grace_sec;
+        if !(grace.is_finite() && (0.0..=3600.0).contains(&grace)) {
+            return Err(format!(
+                "plugins.process.shutdown_grace_sec: must be a number of seconds from 0 to 3600, got {grace}"
+            ));
+        }
         if let Some(bind) = &p.host_service.bind {
             let addr: std::net::SocketAddr = bind.parse().map_err(|_| {
                 format!("plugins.host_service.bind: expected IP:PORT, got '{bind}'")

@@ -18,12 +18,16 @@ pub type PluginConstructor = Arc<dyn Fn(&InstanceSetup) -> Box<dyn Plugin> + Sen
 pub struct PluginDescriptor {
     /// The validated manifest.
     pub manifest: PluginManifest,
-    /// `in_process` or `grpc`.
+    /// `in_process`, `grpc` or `process`.
     pub source: PluginSource,
     /// Where it was declared (module path, config entry), for error messages.
     pub origin: String,
     /// Builds instances.
     pub constructor: PluginConstructor,
+    /// What the plugin is made of, when the provider can tell (a process plugin's manifest
+    /// and executable): a rescan that finds it unchanged leaves a running instance alone.
+    /// `None`: every rescan re-initialises it.
+    pub fingerprint: Option<String>,
 }
 
 impl fmt::Debug for PluginDescriptor {
@@ -48,6 +52,7 @@ impl PluginDescriptor {
             source: PluginSource::InProcess,
             origin: origin.into(),
             constructor: Arc::new(move |_: &InstanceSetup| factory()),
+            fingerprint: None,
         }
     }
 }

@@ -96,6 +96,7 @@ impl PluginProvider for ExternalPluginsProvider {
                     source: PluginSource::Grpc,
                     origin: entry.endpoint.clone(),
                     constructor: connector.constructor(entry, &config),
+                    fingerprint: None,
                 })
             })
             .collect()

@@ -47,16 +47,6 @@ impl fmt::Debug for HostAccess {
     }
 }
 
-/// What the manager hands a [`PluginConstructor`](super::PluginConstructor) for one instance.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct InstanceSetup {
-    /// The host service and this instance's token, for a plugin that runs out of process when
-    /// the embedder serves the host service; `None` otherwise (a linked plugin gets its
-    /// context directly).
-    pub host: Option<HostAccess>,
-}
-
 /// The live host tokens, by digest, and which plugin holds which.
 #[derive(Default)]
 pub struct HostTokenRegistry {
@@ -130,6 +120,8 @@ pub struct HostServiceLink {
     /// The endpoint sent to external gRPC plugins (the TCP one when
     /// `plugins.host_service.bind` is set, else the unix socket).
     pub endpoint: String,
+    /// The endpoint given to process plugins, which run on this machine: the unix socket.
+    pub local_endpoint: String,
 }
 
 #[cfg(test)]

@@ -8,31 +8,32 @@ use nebula_plugin_api::{Plugin, PluginContext};
 
 use super::slot::{CallTicket, PluginSlot};
 use super::state::{Observation, NOT_INITIALIZED};
-use super::stats::Outcome;
+use super::stats::{Outcome, ProcessInfo};
 use super::{
-    guarded, HostAccess, InstanceSetup, ManagerError, Method, PluginManager, PluginRecord,
-    PluginSource, PluginStats,
+    guarded, HostAccess, InstanceSetup, InstanceWatch, ManagerError, Method, PluginManager,
+    PluginRecord, PluginSource, PluginStats,
 };
 use crate::storage::unix_now;
 
 impl PluginManager {
     /// Builds and initialises a fresh instance (shutting the old one down first). The caller
     /// holds the slot's lifecycle lock.
-    pub(super) async fn reinitialize_locked(&self, slot: &PluginSlot) {
+    pub(super) async fn reinitialize_locked(&self, slot: &Arc<PluginSlot>) {
         self.retire(slot).await;
         if slot.removed.load(Ordering::SeqCst) {
             return;
         }
-        let (descriptor, scopes) = {
+        let (descriptor, scopes, next_generation) = {
             let st = slot.state.lock();
-            (st.descriptor.clone(), st.scopes.clone())
+            (st.descriptor.clone(), st.scopes.clone(), st.generation + 1)
         };
         let Some(descriptor) = descriptor else {
             return;
         };
         let ctx = PluginContext::new(slot.name.as_str(), scopes, self.host.clone())
             .with_settings(self.settings.settings_of(&slot.name));
-        let setup = self.instance_setup(&slot.name, descriptor.source, &ctx);
+        let mut setup = self.instance_setup(&slot.name, descriptor.source, &ctx);
+        setup.watch = InstanceWatch::bound(self.me.clone(), slot, next_generation);
         let constructor = descriptor.constructor.clone();
         let started = Instant::now();
         let result = guarded(
@@ -71,6 +72,11 @@ impl PluginManager {
                         failure: &failure,
                     },
                 );
+                // A process that exits at start is retried after the backoff, not at the
+                // monitor's next pass, until the policy disables it.
+                if descriptor.source == PluginSource::Process {
+                    self.schedule_recovery(slot.clone());
+                }
             }
         }
     }
@@ -90,8 +96,14 @@ impl PluginManager {
             .as_ref()
             .filter(|_| source.is_out_of_process())
         {
+            // A process plugin runs on this machine: the unix socket, never a TCP endpoint
+            // meant for plugins elsewhere.
+            let endpoint = match source {
+                PluginSource::Process => &link.local_endpoint,
+                PluginSource::InProcess | PluginSource::Grpc => &link.endpoint,
+            };
             setup.host = Some(HostAccess {
-                endpoint: link.endpoint.clone(),
+                endpoint: endpoint.clone(),
                 token: link.tokens.mint(plugin, ctx.clone()),
             });
         }
@@ -209,6 +221,8 @@ impl PluginManager {
             counters: r.counters,
             last_call_ms: r.last_call_ms,
             methods: st.stats.snapshot(),
+            process: (st.identity.source == PluginSource::Process)
+                .then(|| ProcessInfo::of(st.pid.filter(|_| st.instance.is_some()))),
         })
     }
 

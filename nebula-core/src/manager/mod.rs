@@ -16,8 +16,10 @@ mod discovery;
 mod error;
 mod external;
 mod host_tokens;
+mod instance;
 mod lifecycle;
 mod monitor;
+mod process;
 mod record;
 mod rescan;
 mod settings;
@@ -38,13 +40,17 @@ pub use discovery::{
 };
 pub use error::ManagerError;
 pub use external::{ExternalConnector, ExternalPluginsProvider};
-pub use host_tokens::{HostAccess, HostServiceLink, HostTokenRegistry, InstanceSetup};
+pub use host_tokens::{HostAccess, HostServiceLink, HostTokenRegistry};
+pub use instance::{InstanceSetup, InstanceWatch};
+pub use process::{
+    read_plugin_dir, ProcessConnector, ProcessPluginSpec, ProcessPluginsProvider, MANIFEST_FILE,
+};
 // The call guard is shared with the gRPC serve helper, so it lives in the plugin API (feature
 // `host`); re-exported here, where the engine's callers have always found it.
 pub use nebula_plugin_api::guard::{guarded, CallFailure, Method};
 pub use record::{Counters, PluginRecord, PluginSource, PluginStatus};
 pub use settings::ManagerSettings;
-pub use stats::{MethodSnapshot, PluginStats};
+pub use stats::{MethodSnapshot, PluginStats, ProcessInfo};
 
 use crate::events::EventBus;
 use crate::storage::Database;
@@ -70,6 +76,8 @@ pub struct ManagerParts {
 
 /// Discovers, runs and watches plugins. Safe to share between tasks (`Arc<PluginManager>`).
 pub struct PluginManager {
+    /// Itself, for the tasks it starts (a delayed restart) that must not keep it alive.
+    me: std::sync::Weak<PluginManager>,
     settings: ManagerSettings,
     host: Arc<dyn Host>,
     store: PluginStateStore,
@@ -92,7 +100,7 @@ impl std::fmt::Debug for PluginManager {
 impl PluginManager {
     /// A manager with no plugins loaded yet; call [`PluginManager::rescan`] to load them.
     /// Must be called inside a tokio runtime (it starts the task that stores state events).
-    pub fn new(parts: ManagerParts) -> Self {
+    pub fn new(parts: ManagerParts) -> Arc<Self> {
         let (state_events, mut queue) =
             tokio::sync::mpsc::unbounded_channel::<(String, serde_json::Value)>();
         let events = parts.events.clone();
@@ -103,7 +111,8 @@ impl PluginManager {
                 }
             }
         });
-        PluginManager {
+        Arc::new_cyclic(|me| PluginManager {
+            me: me.clone(),
             state_events,
             settings: parts.settings,
             host: parts.host,
@@ -112,7 +121,7 @@ impl PluginManager {
             host_service: parts.host_service,
             slots: RwLock::new(BTreeMap::new()),
             rescan_lock: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// The bound on `health`, `sync_users` and `shutdown` calls.

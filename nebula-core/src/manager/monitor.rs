@@ -1,6 +1,8 @@
 //! The health monitor: one pass checks every plugin, then carries out the policy.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::slot::PluginSlot;
 use super::state::{Observation, PolicyAction};
@@ -14,7 +16,7 @@ impl PluginManager {
         futures::future::join_all(slots.iter().map(|slot| self.check_one(slot))).await;
     }
 
-    pub(super) async fn check_one(&self, slot: &PluginSlot) {
+    pub(super) async fn check_one(&self, slot: &Arc<PluginSlot>) {
         let (enabled, loadable, has_instance, crashed) = {
             let st = slot.state.lock();
             (
@@ -64,6 +66,25 @@ impl PluginManager {
         }
     }
 
+    /// Checks `slot` again after the backoff its automatic restarts so far call for (1 s,
+    /// doubling to 60 s): after a process plugin's process died, or an out-of-process
+    /// plugin failed to start. The check carries out the one policy: restart, or disable
+    /// once the budget is spent.
+    pub(super) fn schedule_recovery(&self, slot: Arc<PluginSlot>) {
+        let delay = restart_backoff(slot.state.lock().state.counters.auto_restarts);
+        let manager = self.me.clone();
+        tracing::info!(plugin = %slot.name, delay_sec = delay.as_secs(), "next check after the backoff");
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let Some(manager) = manager.upgrade() else {
+                return;
+            };
+            if !slot.removed.load(Ordering::SeqCst) {
+                manager.check_one(&slot).await;
+            }
+        });
+    }
+
     /// What the policy says about the slot as it is now.
     pub(super) fn policy_of(&self, slot: &PluginSlot) -> PolicyAction {
         let st = slot.state.lock();
@@ -88,5 +109,29 @@ impl PluginManager {
                 manager.check_all().await;
             }
         })
+    }
+}
+
+/// First wait before an automatic restart of a plugin whose process died (SPEC §9).
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait between automatic restarts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The wait before the next automatic restart, after `auto_restarts` of them: 1 s, 2 s, 4 s,
+/// … up to 60 s.
+pub(super) fn restart_backoff(auto_restarts: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1u32 << auto_restarts.min(6))
+        .min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_from_one_second_to_a_minute() {
+        let waits: Vec<u64> = (0..9).map(|n| restart_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
     }
 }

@@ -12,14 +12,17 @@ pub enum PluginSource {
     InProcess,
     /// A remote `PluginService` endpoint.
     Grpc,
+    /// A child process the core starts from `plugins.dir` (SPEC §9).
+    Process,
 }
 
 impl PluginSource {
-    /// `in_process` or `grpc`.
+    /// `in_process`, `grpc` or `process`.
     pub fn as_str(self) -> &'static str {
         match self {
             PluginSource::InProcess => "in_process",
             PluginSource::Grpc => "grpc",
+            PluginSource::Process => "process",
         }
     }
 
@@ -28,7 +31,7 @@ impl PluginSource {
     pub fn is_out_of_process(self) -> bool {
         match self {
             PluginSource::InProcess => false,
-            PluginSource::Grpc => true,
+            PluginSource::Grpc | PluginSource::Process => true,
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::storage::StorageError;
 /// What one rescan will do, decided under the slot map's lock and carried out after it.
 #[derive(Default)]
 struct RescanPlan {
-    /// Loadable plugins, new or kept: (re)initialised unless disabled.
+    /// Loadable plugins, new or changed: (re)initialised unless disabled. A plugin whose
+    /// descriptor has the same fingerprint as the running one's is left alone.
     start: Vec<Arc<PluginSlot>>,
     /// Plugins no provider offers any more: shut down, and never started again.
     remove: Vec<Arc<PluginSlot>>,
@@ -72,13 +73,22 @@ impl PluginManager {
                     ))
                 })
                 .clone();
-            {
+            let unchanged = {
                 let mut st = slot.state.lock();
+                // Same manifest and executable, same grants, running: leave it running.
+                let unchanged = descriptor.fingerprint.is_some()
+                    && st.descriptor.as_ref().map(|d| &d.fingerprint)
+                        == Some(&descriptor.fingerprint)
+                    && st.scopes == scopes
+                    && st.instance.is_some();
                 st.descriptor = Some(descriptor.clone());
                 st.identity = PluginIdentity::of(Some(descriptor));
                 st.scopes = scopes;
+                unchanged
+            };
+            if !unchanged {
+                plan.start.push(slot);
             }
-            plan.start.push(slot);
         }
         for refused in discovery.refused {
             let Some(name) = refused.name else { continue };

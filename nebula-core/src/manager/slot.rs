@@ -38,6 +38,8 @@ pub(super) struct SlotState {
     pub(super) failures_seen: u64,
     pub(super) state: PluginState,
     pub(super) stats: CallStats,
+    /// The process of the current instance, for a process plugin (its `InstanceWatch`).
+    pub(super) pid: Option<u32>,
 }
 
 /// Where a plugin comes from, as its record shows it. Kept from the last descriptor when a
@@ -109,6 +111,7 @@ impl PluginSlot {
                 failures_seen: 0,
                 state: PluginState::discovered(unix_now()),
                 stats: CallStats::default(),
+                pid: None,
             }),
             lifecycle: tokio::sync::Mutex::new(()),
             real_sync: Arc::new(tokio::sync::Mutex::new(())),

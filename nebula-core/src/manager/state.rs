@@ -64,6 +64,10 @@ pub(crate) enum Observation<'a> {
     Restarted { automatic: bool, reason: String },
     /// The plugin cannot be loaded at all (bad manifest, duplicate name).
     Broken { error: String },
+    /// The instance of `generation` died on its own: a process plugin's process exited or
+    /// was killed (`reason` says how: exit code, signal, the limit it broke). Ignored unless
+    /// that instance is still the current one.
+    Exited { generation: u64, reason: String },
 }
 
 impl Observation<'_> {
@@ -86,6 +90,7 @@ impl Observation<'_> {
                         Some(ErrorKind::InvalidInput | ErrorKind::NotFound)
                     )
             }
+            Observation::Exited { .. } => true,
             _ => false,
         }
     }
@@ -123,18 +128,25 @@ impl PluginState {
         if !self.enabled {
             return PolicyAction::Keep;
         }
+        // The last error says what went wrong (a panic's text, an exit code): an admin reading
+        // "disabled by policy" must not have to dig for it.
+        let last_error = if self.error.is_empty() {
+            String::new()
+        } else {
+            format!(" (last error: {})", self.error)
+        };
         if self.counters.consecutive_crashes >= limits.max_crashes {
             return PolicyAction::Disable(format!(
-                "crashed {} times in a row (plugins.max_crashes = {})",
+                "crashed {} times in a row (plugins.max_crashes = {}){last_error}",
                 self.counters.consecutive_crashes, limits.max_crashes
             ));
         }
         let reason = if !has_instance && self.retry_is_useless {
             None
         } else if !has_instance {
-            Some("no working instance".to_owned())
+            Some(format!("no working instance{last_error}"))
         } else if self.status == PluginStatus::Crashed {
-            Some("crashed".to_owned())
+            Some(format!("crashed{last_error}"))
         } else if self.counters.consecutive_timeouts >= limits.timeout_restart_threshold {
             Some(format!(
                 "{} timeouts in a row",
@@ -282,6 +294,12 @@ impl PluginState {
                 self.status = PluginStatus::Degraded;
                 self.message = "not loaded".into();
                 self.error = error;
+            }
+            Observation::Exited { reason, .. } => {
+                self.counters.consecutive_crashes += 1;
+                self.status = PluginStatus::Crashed;
+                self.message = "process exited".into();
+                self.error = format!("process {reason}");
             }
         }
     }

@@ -137,6 +137,37 @@ pub struct PluginStats {
     pub last_call_ms: Option<f64>,
     /// Per method (`initialize`, `health`, `sync_users`, `shutdown`).
     pub methods: BTreeMap<&'static str, MethodSnapshot>,
+    /// The process of a process plugin's current instance; absent for other plugins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessInfo>,
+}
+
+/// A process plugin's process, as `GET …/stats` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessInfo {
+    /// Its pid; null while no process runs (between a crash and the restart).
+    pub pid: Option<u32>,
+    /// Its resident memory, bytes (`/proc/PID/statm`); null without a process.
+    pub rss_bytes: Option<u64>,
+}
+
+impl ProcessInfo {
+    /// Reads the resident memory of `pid` now.
+    pub(super) fn of(pid: Option<u32>) -> Self {
+        ProcessInfo {
+            pid,
+            rss_bytes: pid.and_then(resident_bytes),
+        }
+    }
+}
+
+/// Resident memory of `pid`: the `VmRSS` line of `/proc/PID/status` (in kB, whatever the
+/// page size).
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(test)]

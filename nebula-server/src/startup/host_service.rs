@@ -50,7 +50,8 @@ pub(super) async fn start(
     let socket = bind_private_socket(&socket_path)
         .await
         .map_err(|e| StartupError::HostService(format!("{}: {e}", socket_path.display())))?;
-    let mut endpoint = socket.endpoint();
+    let local_endpoint = socket.endpoint();
+    let mut endpoint = local_endpoint.clone();
     let mut listeners = vec![socket];
     let section = &config.plugins.host_service;
     if let Some(bind) = &section.bind {
@@ -91,6 +92,7 @@ pub(super) async fn start(
         link: HostServiceLink {
             tokens: registry,
             endpoint,
+            local_endpoint,
         },
         stop,
         tasks,
