@@ -12,6 +12,8 @@
 //! - [`RemoteHost`] is the plugin's side: a [`Host`](nebula_plugin_api::Host) over a
 //!   HostService client, which the serve helper puts behind the plugin's context.
 //! - [`status`] maps `PluginError` ↔ gRPC status for the host service, both ways, without loss.
+//! - [`run_process_plugin`] is the whole `main` of a plugin crate's process binary (SPEC §9):
+//!   it serves the plugin on the socket the core (`nebula-process`) names in its environment.
 //!
 //! This crate depends on the plugin API only (not on the engine), so an external Rust plugin
 //! binary pulls in no database code.
@@ -22,6 +24,7 @@ pub mod client;
 pub mod convert;
 pub mod endpoint;
 pub mod host_service;
+pub mod process_main;
 pub mod remote_host;
 pub mod server;
 pub mod status;
@@ -29,6 +32,7 @@ pub mod status;
 pub use client::{GrpcPlugin, RemotePluginSpec};
 pub use endpoint::{EndpointError, GrpcEndpoint};
 pub use host_service::{HostServiceOptions, HostTokens};
+pub use process_main::run_process_plugin;
 pub use remote_host::{RemoteHost, RemoteHostError, RemoteHostOptions};
 pub use server::{serve, DetachedHost, HostSource, ServeError, ServeOptions};
 

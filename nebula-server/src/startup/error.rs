@@ -49,6 +49,9 @@ pub enum StartupError {
     /// The authenticator could not be built.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The process plugins' run directory (`<data dir>/run`) could not be made.
+    #[error("cannot prepare the process plugins' directory: {0}")]
+    RunDir(String),
     /// The host service could not be served (its socket or `plugins.host_service.bind`).
     #[error("cannot serve the host service: {0}")]
     HostService(String),

@@ -17,6 +17,7 @@ use nebula_core::{LoadedConfig, NebulaConfig, NebulaCore};
 use super::{describe_config, StartupError};
 use crate::app::app;
 use crate::external::GrpcConnector;
+use crate::process::ProcessRuntime;
 use crate::state::AppState;
 
 /// How long requests in flight may take to finish after a stop signal.
@@ -42,10 +43,12 @@ pub(super) fn serve(
     let session_key = load_secret(SESSION_SECRET_ENV, &data_dir.join("session_secret"))?;
     // Served before the engine is built: plugins may call back while they start.
     let host_service = runtime.block_on(super::host_service::start(&config, &data_dir))?;
+    let run_dir = process_run_dir(&data_dir)?;
     let builder = NebulaCore::builder()
         .config(config.clone())
         .config_file(file.clone())
         .external_connector(Arc::new(GrpcConnector))
+        .process_connector(Arc::new(ProcessRuntime::new(run_dir)))
         .host_service(host_service.link.clone());
     let core = runtime.block_on(builder.build())?;
     let auth = Authenticator::new(
@@ -71,6 +74,18 @@ pub(super) fn serve(
     served.map_err(StartupError::Http)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `<data dir>/run` (0700): the process plugins' sockets and pid files. Process groups a
+/// previous server left there (it was killed before it could stop them) are ended first.
+fn process_run_dir(data_dir: &Path) -> Result<std::path::PathBuf, StartupError> {
+    let run_dir = data_dir.join("run");
+    nebula_core::storage::create_private_dir(&run_dir)
+        .map_err(|e| StartupError::RunDir(format!("{}: {e}", run_dir.display())))?;
+    for done in nebula_process::reap_leftovers(&run_dir) {
+        tracing::warn!("{done}");
+    }
+    Ok(run_dir)
 }
 
 fn load_secret(env_name: &str, file: &Path) -> Result<Secret, SecretError> {
