@@ -299,7 +299,13 @@ impl PluginState {
                 self.counters.consecutive_crashes += 1;
                 self.status = PluginStatus::Crashed;
                 self.message = "process exited".into();
-                self.error = format!("process {reason}");
+                // "exited with code 3", "killed by signal 9 …" read as they are; a broken
+                // limit says what killed the process.
+                self.error = if reason.starts_with("exited") || reason.starts_with("killed") {
+                    format!("process {reason}")
+                } else {
+                    format!("process killed: {reason}")
+                };
             }
         }
     }
