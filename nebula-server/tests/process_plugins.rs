@@ -995,3 +995,45 @@ fn no_plugin_process_survives_the_core_killed_with_sigkill() {
         killed_at.elapsed()
     );
 }
+
+/// The author guide's example, `csv_import`, as a process plugin (`csv-import-process`, one
+/// line of `main`): its settings come from the core's `[plugins.settings.<name>]` through the
+/// host service, and it imports the file they name.
+#[test]
+fn the_guide_example_runs_as_a_process_plugin_with_its_settings() {
+    let csv_dir = tempfile::tempdir().unwrap();
+    let csv = csv_dir.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "username,email,role_tag,is_active\nivy,ivy@example.com,Engineer,true\njon,,,false\n",
+    )
+    .unwrap();
+    let setup = start(
+        |plugins| {
+            let text = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../csv-import/plugin.json"),
+            )
+            .unwrap();
+            let mut manifest: Value = serde_json::from_str(&text).unwrap();
+            manifest["name"] = json!("csv_proc");
+            manifest["runtime"] = json!({"command": [env!("CARGO_BIN_EXE_csv-import-process")]});
+            write_manifest(&plugins.join("csv_proc"), &manifest);
+        },
+        "",
+        &format!(
+            "[plugins.settings.csv_proc]\npath = \"{}\"\ndb_name = \"acme\"\n",
+            csv.display()
+        ),
+    );
+    let health = setup.server().get("/system/plugins/csv_proc/health");
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.body["health"]["configured"], true, "{}", health.body);
+    // No `users`: the whole file.
+    let answer = setup.server().post(
+        "/system/plugins/csv_proc/sync-users",
+        &json!({"dry_run": false}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["result"]["created"], 2, "{}", answer.body);
+    assert_eq!(setup.acme_usernames(), ["ivy", "jon"]);
+}
