@@ -76,13 +76,22 @@ pub struct NebulaCore {
     monitor: Option<Arc<MonitorHandle>>,
 }
 
-/// Aborts the health monitor when the last engine clone goes away.
+/// Aborts the background tasks (health monitor, state poll) when the last engine clone goes
+/// away.
 #[derive(Debug)]
-struct MonitorHandle(tokio::task::JoinHandle<()>);
+struct MonitorHandle(Vec<tokio::task::JoinHandle<()>>);
+
+impl MonitorHandle {
+    fn abort(&self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
 
 impl Drop for MonitorHandle {
     fn drop(&mut self) {
-        self.0.abort();
+        self.abort();
     }
 }
 
@@ -121,7 +130,7 @@ impl NebulaCore {
     /// closes when the last clone of the engine is dropped.
     pub async fn shutdown(&self) {
         if let Some(monitor) = &self.monitor {
-            monitor.0.abort();
+            monitor.abort();
         }
         self.plugins.shutdown().await;
     }
@@ -198,8 +207,9 @@ impl NebulaCoreBuilder {
         self
     }
 
-    /// Does not start the background health monitor (tests drive
-    /// [`PluginManager::check_all`] themselves).
+    /// Does not start the background health monitor nor the poll of the shared enabled flags
+    /// (tests drive [`PluginManager::check_all`] and
+    /// [`PluginManager::follow_shared_state`] themselves).
     pub fn without_health_monitor(mut self) -> Self {
         self.without_monitor = true;
         self
@@ -258,8 +268,14 @@ impl NebulaCoreBuilder {
             host_service: self.host_service,
         });
         plugins.rescan().await?;
-        let monitor = (!self.without_monitor)
-            .then(|| Arc::new(MonitorHandle(plugins.spawn_health_monitor())));
+        // The background tasks: the health monitor, and the poll of the enabled flags other
+        // instances on the same database may change.
+        let monitor = (!self.without_monitor).then(|| {
+            Arc::new(MonitorHandle(vec![
+                plugins.spawn_health_monitor(),
+                plugins.spawn_state_poll(),
+            ]))
+        });
         Ok(NebulaCore {
             database,
             directory,

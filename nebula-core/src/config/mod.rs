@@ -112,6 +112,9 @@ pub struct PluginsConfig {
     pub max_timeout_sec: f64,
     /// Period of the health monitor, seconds.
     pub health_interval_sec: f64,
+    /// How often each instance re-reads the enabled flags other instances may have changed
+    /// (several servers on one database, SPEC §4), seconds.
+    pub state_poll_sec: f64,
     /// Consecutive timeouts that make a plugin unresponsive.
     pub timeout_restart_threshold: u32,
     /// Consecutive failed health checks that trigger a restart.
@@ -210,6 +213,7 @@ impl Default for PluginsConfig {
             call_timeout_sec: 10.0,
             max_timeout_sec: 30.0,
             health_interval_sec: 30.0,
+            state_poll_sec: 2.0,
             timeout_restart_threshold: 3,
             health_restart_threshold: 2,
             max_restarts: 3,
@@ -244,6 +248,11 @@ impl PluginsConfig {
     /// The period of the health monitor.
     pub fn health_interval(&self) -> Duration {
         secs(self.health_interval_sec)
+    }
+
+    /// The period of the enabled-flag poll.
+    pub fn state_poll_interval(&self) -> Duration {
+        secs(self.state_poll_sec)
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::slot::{CallTicket, PluginSlot};
 use super::state::Observation;
+use super::state_store::SyncLease;
 use super::stats::Outcome;
 use super::{guarded, CallFailure, ManagerError, Method, PluginManager};
 use crate::storage::unix_now;
@@ -59,17 +60,28 @@ impl PluginManager {
         let exclusive = if request.dry_run {
             None
         } else {
-            Some(
-                slot.real_sync
-                    .clone()
-                    .try_lock_owned()
-                    .map_err(|_| ManagerError::SyncInProgress(name.to_owned()))?,
-            )
+            // This instance's gate first (no database work when it is busy here), then the
+            // lease every instance on the database shares.
+            let gate = slot
+                .real_sync
+                .clone()
+                .try_lock_owned()
+                .map_err(|_| ManagerError::SyncInProgress(name.to_owned()))?;
+            let lease = SyncLease::take(&self.store, name, &self.instance_id, self.lease_ttl())
+                .await?
+                .ok_or_else(|| ManagerError::SyncInProgress(name.to_owned()))?;
+            Some((gate, lease))
         };
         let (result, ticket) = self
             .call(&slot, Method::SyncUsers, move |p| async move {
-                let _exclusive = exclusive;
-                p.sync_users(request).await
+                let result = p.sync_users(request).await;
+                // Released before the answer, so the caller's next sync finds it free; an
+                // aborted task drops it instead (released in the background, or expired).
+                if let Some((gate, lease)) = exclusive {
+                    lease.release().await;
+                    drop(gate);
+                }
+                result
             })
             .await?;
         match result {
@@ -79,6 +91,12 @@ impl PluginManager {
             }
             Err(failure) => Err(self.fail(&slot, ticket, failure)),
         }
+    }
+
+    /// How long a real-sync lease lives without being released: longer than any sync may run
+    /// (the call timeout, then the abort grace), so it only expires for an instance that died.
+    fn lease_ttl(&self) -> std::time::Duration {
+        self.settings.call_timeout + std::time::Duration::from_secs(5)
     }
 
     /// Calls the slot's current instance under the call timeout.

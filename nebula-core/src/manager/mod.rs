@@ -19,6 +19,7 @@ mod host_tokens;
 mod instance;
 mod lifecycle;
 mod monitor;
+mod poll;
 mod process;
 mod record;
 mod rescan;
@@ -83,6 +84,8 @@ pub struct PluginManager {
     store: PluginStateStore,
     providers: Vec<Arc<dyn PluginProvider>>,
     host_service: Option<HostServiceLink>,
+    /// Names this instance's real-sync leases (several servers may share the database).
+    instance_id: String,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
     rescan_lock: tokio::sync::Mutex<()>,
     /// State-change events, stored in order by one task.
@@ -119,6 +122,7 @@ impl PluginManager {
             store: PluginStateStore::new(parts.database),
             providers: parts.providers,
             host_service: parts.host_service,
+            instance_id: new_instance_id(),
             slots: RwLock::new(BTreeMap::new()),
             rescan_lock: tokio::sync::Mutex::new(()),
         })
@@ -149,4 +153,13 @@ impl PluginManager {
             .cloned()
             .ok_or_else(|| ManagerError::NotFound(name.to_owned()))
     }
+}
+
+/// A random name for this manager, unique among the instances sharing a database.
+fn new_instance_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{id}", std::process::id())
 }

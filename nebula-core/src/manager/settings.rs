@@ -25,6 +25,8 @@ pub struct ManagerSettings {
     pub max_crashes: u32,
     /// Period of the health monitor.
     pub health_interval: Duration,
+    /// Period of the enabled-flag poll (other instances' stops and starts).
+    pub state_poll_interval: Duration,
     /// Operator grants: plugin name → scopes; absent names keep their declared scopes.
     pub grants: BTreeMap<String, ScopeSet>,
     /// Plugin name → its `[plugins.settings.<name>]` table, handed to it through its context.
@@ -50,6 +52,7 @@ impl ManagerSettings {
             max_restarts: config.max_restarts,
             max_crashes: config.max_crashes,
             health_interval: config.health_interval(),
+            state_poll_interval: config.state_poll_interval(),
             grants,
             plugin_settings: config.settings.clone(),
         }

@@ -52,4 +52,12 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    plugin_sync_leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> Double,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(users, user_identity_tags);

@@ -1,0 +1,151 @@
+//! Several engines on one database behave as one service (SPEC §4): a real sync of a plugin
+//! is exclusive across them (a lease in the database, not a process mutex), and a stop or a
+//! start through one is followed by the others at their next poll of the enabled flags.
+//! Two `NebulaCore`s on one SQLite file stand for two servers; the same holds on PostgreSQL.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nebula_core::{ManagerError, NebulaCore, PluginStatus};
+use nebula_plugin_api::SyncRequest;
+use nebula_tests::faults::{descriptor, Counters, Fault};
+
+/// An engine on the SQLite file in `dir` with the plugin `shared` (its sync hangs until the
+/// 1 s call timeout), and the plugin's call counters.
+async fn instance_with_counters(dir: &std::path::Path) -> (NebulaCore, Arc<Counters>) {
+    let (plugin, counters) = descriptor("shared", Fault::HangInSync);
+    let core = NebulaCore::builder()
+        .config(common::config_in(dir))
+        .without_inventory()
+        .without_health_monitor()
+        .plugin(plugin)
+        .build()
+        .await
+        .expect("engine builds");
+    (core, counters)
+}
+
+async fn instance(dir: &std::path::Path) -> NebulaCore {
+    instance_with_counters(dir).await.0
+}
+
+fn real_sync() -> SyncRequest {
+    SyncRequest {
+        dry_run: false,
+        ..SyncRequest::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_real_sync_per_plugin_across_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let ((a, a_calls), b) = (
+        instance_with_counters(dir.path()).await,
+        instance(dir.path()).await,
+    );
+    // A's sync hangs until its 1 s call timeout; once it is in the plugin, A holds the lease.
+    let running = {
+        let a = a.clone();
+        tokio::spawn(async move { a.plugins().sync_users("shared", real_sync()).await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while a_calls.syncs.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's sync never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(matches!(
+        b.plugins().sync_users("shared", real_sync()).await,
+        Err(ManagerError::SyncInProgress(name)) if name == "shared"
+    ));
+    // Dry runs are never serialised.
+    let dry = b
+        .plugins()
+        .sync_users("shared", SyncRequest::default())
+        .await;
+    assert!(
+        !matches!(dry, Err(ManagerError::SyncInProgress(_))),
+        "{dry:?}"
+    );
+    assert!(matches!(
+        running.await.unwrap(),
+        Err(ManagerError::Call { .. })
+    ));
+    // A's sync ended (timed out): its lease is released, B may sync (and times out in turn).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match b.plugins().sync_users("shared", real_sync()).await {
+            Err(ManagerError::SyncInProgress(_)) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the lease was never released"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(ManagerError::Call { .. }) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stop_or_start_through_one_instance_is_followed_by_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (instance(dir.path()).await, instance(dir.path()).await);
+    a.plugins().stop("shared").await.unwrap();
+    assert_eq!(
+        b.plugins().record("shared").unwrap().status,
+        PluginStatus::Initialized,
+        "not before its poll"
+    );
+    b.plugins().follow_shared_state().await;
+    let record = b.plugins().record("shared").unwrap();
+    assert_eq!(record.status, PluginStatus::Disabled);
+    assert_eq!(record.message, "stopped by admin");
+    assert!(matches!(
+        b.plugins()
+            .sync_users("shared", SyncRequest::default())
+            .await,
+        Err(ManagerError::Disabled(_))
+    ));
+
+    a.plugins().start("shared").await.unwrap();
+    b.plugins().follow_shared_state().await;
+    let record = b.plugins().record("shared").unwrap();
+    assert_eq!(record.status, PluginStatus::Initialized, "{record:?}");
+    assert!(b.plugins().health("shared").await.is_ok());
+    // Nothing changed: a poll is a no-op.
+    b.plugins().follow_shared_state().await;
+    assert_eq!(
+        b.plugins().record("shared").unwrap().counters.restart_count,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_poll_runs_on_its_own_every_state_poll_sec() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config_in(dir.path());
+    config.plugins.state_poll_sec = 0.2;
+    let (plugin, _) = descriptor("shared", Fault::None);
+    let b = NebulaCore::builder()
+        .config(config)
+        .without_inventory()
+        .plugin(plugin)
+        .build()
+        .await
+        .unwrap();
+    let a = instance(dir.path()).await;
+    a.plugins().stop("shared").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.plugins().record("shared").unwrap().status != PluginStatus::Disabled {
+        assert!(std::time::Instant::now() < deadline, "never followed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.shutdown().await;
+}
