@@ -148,6 +148,7 @@ pub struct NebulaCoreBuilder {
     host_service: Option<HostServiceLink>,
     providers: Vec<Arc<dyn PluginProvider>>,
     process_connector: Option<Arc<dyn ProcessConnector>>,
+    instance_id: Option<String>,
 }
 
 impl NebulaCoreBuilder {
@@ -191,6 +192,14 @@ impl NebulaCoreBuilder {
     /// Adds a plugin built by the embedder, besides those registered through `inventory`.
     pub fn plugin(mut self, descriptor: PluginDescriptor) -> Self {
         self.extra.push(descriptor);
+        self
+    }
+
+    /// This engine's name among the instances sharing its database (it names the real-sync
+    /// leases it holds). Default: the host and the working directory, stable across restarts.
+    /// Give each engine its own when several run from one directory.
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
         self
     }
 
@@ -266,6 +275,7 @@ impl NebulaCoreBuilder {
             events: events.clone(),
             providers,
             host_service: self.host_service,
+            instance_id: self.instance_id,
         });
         plugins.rescan().await?;
         // The background tasks: the health monitor, and the poll of the enabled flags other

@@ -16,9 +16,12 @@ use nebula_tests::faults::{descriptor, Counters, Fault};
 /// An engine on the SQLite file in `dir` with the plugin `shared` (its sync hangs until the
 /// 1 s call timeout), and the plugin's call counters.
 async fn instance_with_counters(dir: &std::path::Path) -> (NebulaCore, Arc<Counters>) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let (plugin, counters) = descriptor("shared", Fault::HangInSync);
     let core = NebulaCore::builder()
         .config(common::config_in(dir))
+        // Two servers in one test process: give each its own name.
+        .instance_id(format!("test-{}", NEXT.fetch_add(1, Ordering::SeqCst)))
         .without_inventory()
         .without_health_monitor()
         .plugin(plugin)
@@ -135,6 +138,7 @@ async fn the_poll_runs_on_its_own_every_state_poll_sec() {
     let (plugin, _) = descriptor("shared", Fault::None);
     let b = NebulaCore::builder()
         .config(config)
+        .instance_id("poller")
         .without_inventory()
         .plugin(plugin)
         .build()

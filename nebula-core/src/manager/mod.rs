@@ -73,6 +73,9 @@ pub struct ManagerParts {
     /// The host service the embedder serves, if any: out-of-process instances get a token
     /// from its registry and its endpoint (SPEC §8).
     pub host_service: Option<HostServiceLink>,
+    /// This instance's name among those sharing the database (default: host and working
+    /// directory).
+    pub instance_id: Option<String>,
 }
 
 /// Discovers, runs and watches plugins. Safe to share between tasks (`Arc<PluginManager>`).
@@ -122,7 +125,7 @@ impl PluginManager {
             store: PluginStateStore::new(parts.database),
             providers: parts.providers,
             host_service: parts.host_service,
-            instance_id: new_instance_id(),
+            instance_id: parts.instance_id.unwrap_or_else(default_instance_id),
             slots: RwLock::new(BTreeMap::new()),
             rescan_lock: tokio::sync::Mutex::new(()),
         })
@@ -155,11 +158,16 @@ impl PluginManager {
     }
 }
 
-/// A random name for this manager, unique among the instances sharing a database.
-fn new_instance_id() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{id}", std::process::id())
+/// This server's name among the instances sharing a database: the host and the working
+/// directory. Stable across restarts, so a server killed during a real sync finds its own
+/// lease when it comes back instead of waiting for it to expire; two servers on one host
+/// differ by their directories (they cannot share one: the host service's socket is there).
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    let dir = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    format!("{host}:{dir}")
 }
