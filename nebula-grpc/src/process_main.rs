@@ -59,8 +59,9 @@ pub enum ProcessEnvError {
     },
 }
 
-/// The settings the core hands a process plugin through its environment.
-#[derive(Debug, Clone)]
+/// The settings the core hands a process plugin through its environment. Its `Debug` never
+/// shows the token.
+#[derive(Clone)]
 pub struct ProcessEnv {
     /// `NEBULA_PLUGIN_NAME`.
     pub name: String,
@@ -72,6 +73,17 @@ pub struct ProcessEnv {
     pub max_message_bytes: Option<usize>,
     /// `NEBULA_PLUGIN_CALL_TIMEOUT_MS`, when set.
     pub call_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ProcessEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessEnv")
+            .field("name", &self.name)
+            .field("socket", &self.socket)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("call_timeout", &self.call_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProcessEnv {

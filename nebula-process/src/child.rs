@@ -104,14 +104,15 @@ impl ChildProcess {
         reason
     }
 
-    /// Kills the group when the child's resident memory is over `limit_mb`; true when it did.
+    /// Kills the group when its resident memory (every process of the group: the plugin and
+    /// what it started) is over `limit_mb`; true when it did.
     /// The reading and the kill happen under the lock, so both concern this child.
     pub(crate) fn enforce_memory_limit(&self, limit_mb: u64) -> bool {
         let mut shared = self.shared.lock();
         if shared.reaped || shared.limit_kill.is_some() {
             return false;
         }
-        let Some(rss) = crate::resident_bytes(self.pid) else {
+        let Some(rss) = crate::procfs::group_resident_bytes(self.pid) else {
             return false;
         };
         if rss <= limit_mb.saturating_mul(MIB) {

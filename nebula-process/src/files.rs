@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::{procfs, ProcessError};
 
 /// Longest socket path: `sun_path` is 108 bytes, NUL included.
-pub(crate) const MAX_SOCKET_PATH: usize = 107;
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// Pid files of the instances alive in this process: [`reap_leftovers`] leaves them alone,
 /// whenever it is called.
@@ -104,7 +104,8 @@ fn remove_socket(path: &Path) -> std::io::Result<()> {
 
 /// `<temp dir>/nebula-run-<uid>`, created 0700; refused unless it is a real directory of
 /// this user that nobody else may enter (a socket there must not be reachable by others).
-fn fallback_socket_dir() -> std::io::Result<PathBuf> {
+/// Where sockets go when their directory's path is too long for a unix socket.
+pub fn fallback_socket_dir() -> std::io::Result<PathBuf> {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     let dir = std::env::temp_dir().join(format!("nebula-run-{uid}"));

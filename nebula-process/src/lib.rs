@@ -69,7 +69,7 @@ mod procfs;
 mod reason;
 mod spawner;
 
-pub use files::reap_leftovers;
+pub use files::{fallback_socket_dir, reap_leftovers, MAX_SOCKET_PATH};
 pub use plugin::ProcessPlugin;
 pub use procfs::{cgroup_v2_writable, resident_bytes};
 
@@ -83,8 +83,9 @@ pub use nebula_grpc::{HOST_ENDPOINT_ENV, HOST_TOKEN_ENV};
 /// `PATH` of a child when the core has none.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// How to run one process plugin.
-#[derive(Debug, Clone)]
+/// How to run one process plugin. Its `Debug` shows `env`'s keys only (values may be
+/// secrets).
+#[derive(Clone)]
 pub struct ProcessSpec {
     /// The plugin's name (`NEBULA_PLUGIN_NAME`; also names its files in `run_dir`).
     pub name: String,
@@ -110,6 +111,19 @@ pub struct ProcessSpec {
     pub call_timeout: Duration,
     /// Largest message either way (also handed to the child).
     pub max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for ProcessSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessSpec")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .field("command", &self.command)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("run_dir", &self.run_dir)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProcessSpec {

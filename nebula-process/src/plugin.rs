@@ -393,6 +393,10 @@ impl Plugin for ProcessPlugin {
             return Ok(());
         };
         let process = &live.process;
+        // The host bounds `shutdown` by its call timeout and drops this future when it
+        // expires, possibly before the grace period is over: the group is then killed here,
+        // not left running (a no-op once the child was reaped).
+        let _kill_if_abandoned = KillGroupOnDrop(process.clone());
         process.stop(libc::SIGTERM);
         if tokio::time::timeout(self.spec.shutdown_grace, process.exited())
             .await
@@ -410,6 +414,16 @@ impl Plugin for ProcessPlugin {
                 KILL_WAIT.as_secs()
             ))),
         }
+    }
+}
+
+/// SIGKILL to a child's group when dropped (unless it was reaped already): an abandoned
+/// `shutdown` still ends the child.
+struct KillGroupOnDrop(Arc<ChildProcess>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        self.0.stop(libc::SIGKILL);
     }
 }
 

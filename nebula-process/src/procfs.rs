@@ -45,6 +45,21 @@ pub(crate) fn pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// The resident memory of the whole process group `pgid` (the plugin and everything it
+/// started and did not move out of its group), in bytes; `None` when the leader is gone. A
+/// `run.sh` that starts `python3 plugin.py` without `exec` is measured by its Python, not by
+/// its shell. One pass over `/proc` per call: the poll runs every 200 ms.
+pub(crate) fn group_resident_bytes(pgid: u32) -> Option<u64> {
+    let leader = resident_bytes(pgid)?;
+    let others: u64 = pids()
+        .into_iter()
+        .filter(|&pid| pid != pgid)
+        .filter(|&pid| stat(pid).is_some_and(|s| s.pgrp == pgid as i32))
+        .filter_map(resident_bytes)
+        .sum();
+    Some(leader + others)
+}
+
 /// The resident memory of `pid` in bytes, from `/proc/PID/statm` (its second field, in
 /// pages); `None` when the process is gone.
 pub fn resident_bytes(pid: u32) -> Option<u64> {

@@ -443,6 +443,29 @@ async fn the_memory_limit_kills_the_child_with_its_reason() {
     assert_eq!(error.to_string(), format!("process killed: {reason}"));
 }
 
+/// The limit is on the whole group: a wrapper script that starts the plugin without `exec`
+/// (the shell stays the group's leader, at a megabyte) does not hide the plugin's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_limit_counts_the_whole_process_group() {
+    let dirs = dirs();
+    let events = Arc::new(Events::default());
+    let host = RecordingHost::new();
+    let mut spec = spec(&dirs, "memory");
+    // `; true` keeps the shell from replacing itself with the fixture.
+    spec.command = vec!["/bin/sh".into(), "-c".into(), format!("{FIXTURE}; true")];
+    spec.limits.memory_limit_mb = Some(64);
+    let plugin = ProcessPlugin::new(spec, hooks(&events));
+    plugin.initialize(context(&host)).await.unwrap();
+    let shell = events.spawned();
+    eventually("on_exit was called", || !events.exits().is_empty()).await;
+    let reason = &events.exits()[0];
+    assert!(
+        reason.starts_with("memory limit 64 MiB exceeded (RSS "),
+        "{reason}"
+    );
+    assert_gone(shell).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cpu_limit_kills_the_child_with_its_reason() {
     let dirs = dirs();
@@ -489,6 +512,32 @@ async fn shutdown_kills_a_child_that_ignores_sigterm_and_its_whole_group() {
     assert!(events.reaped(), "{:?}", events.pids());
     assert!(events.exits().is_empty(), "{:?}", events.exits());
     assert!(files_in(&dirs.run).is_empty(), "{:?}", files_in(&dirs.run));
+}
+
+/// The host bounds `shutdown` by its call timeout, which may be shorter than the grace: an
+/// abandoned shutdown must still end the child (review finding: it used to leave it running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_shutdown_still_kills_a_child_that_ignores_sigterm() {
+    adopt_orphans();
+    let dirs = dirs();
+    let events = Arc::new(Events::default());
+    let host = RecordingHost::new();
+    let report = dirs.other.join("report");
+    let mut spec = spec(&dirs, "stubborn");
+    spec.shutdown_grace = Duration::from_secs(60);
+    spec.env
+        .insert("NEBULA_FIXTURE_REPORT".into(), report.display().to_string());
+    let plugin = ProcessPlugin::new(spec, hooks(&events));
+    plugin.initialize(context(&host)).await.unwrap();
+    let pid = events.spawned();
+    let grandchild = reported_pid(&report_lines(&report, 2).await, "grandchild");
+    // What the manager's call timeout does to a shutdown that outlasts it.
+    let abandoned = tokio::time::timeout(Duration::from_millis(300), plugin.shutdown()).await;
+    assert!(abandoned.is_err(), "the grace is 60 s");
+    assert_gone(pid).await;
+    reap_adopted(grandchild).await;
+    eventually("on_pid(None)", || events.reaped()).await;
+    assert!(events.exits().is_empty(), "{:?}", events.exits());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

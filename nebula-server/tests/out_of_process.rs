@@ -288,3 +288,30 @@ fn the_host_socket_is_private_replaced_when_stale_and_never_stolen() {
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "removed on a clean stop");
 }
+
+/// A data directory whose path is too long for a unix socket: the host service's socket goes
+/// to the user's private socket directory, named after the data directory, so a second
+/// server on the same directory still finds it in use (and never reaps the first one's
+/// plugins).
+#[test]
+fn a_long_data_directory_path_still_serves_the_host_service_and_guards_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d".repeat(120));
+    let url = format!("sqlite://{}/nebula.db", data.display());
+    let env = [("NEBULA__DATABASE__URL", url.as_str())];
+    let server = Server::start(dir.path(), &env);
+    assert_eq!(server.request("GET", "/healthz", &[], None).status, 200);
+    assert!(!data.join("host.sock").exists());
+    let out = support::run_until_exit(
+        command(dir.path())
+            .env("NEBULA__SERVER__BIND", "127.0.0.1:0")
+            .env("NEBULA__DATABASE__URL", &url),
+        std::time::Duration::from_secs(30),
+    )
+    .expect("the second server exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is in use by another process"), "{stderr}");
+    let status = server.signal_and_wait(libc::SIGTERM, std::time::Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+}

@@ -229,9 +229,12 @@ async fn a_rescan_that_removes_the_plugin_kills_its_token() {
     let provider = Arc::new(Editable::default());
     let f = fixture(Some(provider.clone())).await;
     let token = f.remote.last_token();
-    // A rescan that keeps it changes nothing about its token.
+    // A rescan that keeps it re-initialises it (an external plugin has no fingerprint): a new
+    // instance, a new token, the old one dead.
     f.core.plugins().rescan().await.unwrap();
     let kept = f.remote.last_token();
+    assert_ne!(kept, token);
+    assert!(f.tokens.context(&token).is_none());
     assert!(f.tokens.context(&kept).is_some());
     provider.0.lock().clear();
     f.core.plugins().rescan().await.unwrap();

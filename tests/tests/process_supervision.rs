@@ -12,18 +12,21 @@ use std::time::Duration;
 
 use nebula_core::manager::{DiscoveryError, PluginProvider};
 use nebula_core::{
-    InstanceSetup, InstanceWatch, NebulaCore, PluginDescriptor, PluginSource, PluginStatus,
+    InstanceSetup, InstanceWatch, ManagerError, NebulaCore, PluginDescriptor, PluginSource,
+    PluginStatus,
 };
 use nebula_plugin_api::{
     async_trait, json_object, JsonObject, Plugin, PluginContext, PluginError, SyncRequest,
 };
 use parking_lot::Mutex;
 
-/// The watches every instance was given, and a switch that makes `initialize` fail.
+/// The watches every instance was given, and switches that make `initialize` fail, or report
+/// the process dead while `initialize` is still running (after it was "ready").
 #[derive(Default)]
 struct Instances {
     watches: Mutex<Vec<InstanceWatch>>,
     fail_init: AtomicBool,
+    die_while_starting: AtomicBool,
 }
 
 impl Instances {
@@ -35,11 +38,15 @@ impl Instances {
     }
 }
 
-struct FakeProcess(Arc<Instances>);
+struct FakeProcess(Arc<Instances>, InstanceWatch);
 
 #[async_trait]
 impl Plugin for FakeProcess {
     async fn initialize(&self, _ctx: PluginContext) -> Result<(), PluginError> {
+        if self.0.die_while_starting.swap(false, Ordering::SeqCst) {
+            self.1.exited("killed by signal 9 (SIGKILL)".into());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         if self.0.fail_init.load(Ordering::SeqCst) {
             return Err(PluginError::Unavailable(
                 "process exited with code 3 before it was ready".into(),
@@ -63,7 +70,7 @@ fn descriptor(instances: &Arc<Instances>, fingerprint: &str) -> PluginDescriptor
         origin: "/plugins/proc_one".into(),
         constructor: Arc::new(move |setup: &InstanceSetup| {
             instances.watches.lock().push(setup.watch.clone());
-            Box::new(FakeProcess(instances.clone()))
+            Box::new(FakeProcess(instances.clone(), setup.watch.clone()))
         }),
         fingerprint: Some(fingerprint.into()),
     }
@@ -130,6 +137,21 @@ async fn a_dead_process_is_restarted_after_the_backoff_then_disabled_with_its_re
     assert_eq!(s, PluginStatus::Crashed);
     assert_eq!(message, "process exited");
     assert_eq!(error, "process killed by signal 9 (SIGKILL)");
+    // The dead instance is detached: calls do not reach it, and a failure cannot turn the
+    // crash into a mere `degraded`.
+    assert!(matches!(
+        core.plugins()
+            .sync_users("proc_one", SyncRequest::default())
+            .await,
+        Err(ManagerError::NotReady { .. })
+    ));
+    // Nor does the monitor's pass restart it before the backoff.
+    core.plugins().check_all().await;
+    assert_eq!(
+        instances.count(),
+        1,
+        "the monitor waits for the scheduled restart"
+    );
     advance(Duration::from_millis(900)).await;
     assert_eq!(instances.count(), 1, "not before the backoff");
     advance(Duration::from_millis(200)).await;
@@ -190,10 +212,14 @@ async fn a_process_that_dies_at_every_start_is_retried_with_backoff_then_disable
     instances.fail_init.store(true, Ordering::SeqCst);
     core.plugins().restart("proc_one").await.unwrap();
     assert_eq!(instances.count(), 2);
-    // No monitor runs: the backoff alone retries it, 1 s then 2 s later.
-    advance(Duration::from_millis(1100)).await;
+    // No monitor runs: the backoff alone retries it, 1 s then 2 s later (not 1 s twice).
+    advance(Duration::from_millis(900)).await;
+    assert_eq!(instances.count(), 2, "not before 1 s");
+    advance(Duration::from_millis(200)).await;
     assert_eq!(instances.count(), 3);
-    advance(Duration::from_millis(2100)).await;
+    advance(Duration::from_millis(1700)).await;
+    assert_eq!(instances.count(), 3, "not before 2 s");
+    advance(Duration::from_millis(400)).await;
     assert_eq!(instances.count(), 4);
     advance(Duration::from_secs(10)).await;
     assert_eq!(instances.count(), 4, "the budget is spent");
@@ -225,4 +251,60 @@ async fn a_rescan_restarts_a_process_plugin_only_when_it_changed() {
     core.plugins().rescan().await.unwrap();
     assert_eq!(instances.count(), 2);
     assert_eq!(status(&core).0, PluginStatus::Disabled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_death_reported_while_the_instance_is_still_being_installed_is_not_lost() {
+    let (core, instances, _provider, _dir) = engine(3).await;
+    instances.die_while_starting.store(true, Ordering::SeqCst);
+    core.plugins().restart("proc_one").await.unwrap();
+    advance(Duration::from_millis(10)).await;
+    let (s, _, error) = status(&core);
+    assert_eq!(s, PluginStatus::Crashed, "{error}");
+    advance(Duration::from_millis(1100)).await;
+    assert_eq!(instances.count(), 3, "restarted after the backoff");
+    assert_eq!(status(&core).0, PluginStatus::Initialized);
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_restarted_once_the_engine_shuts_down() {
+    let (core, instances, _provider, _dir) = engine(3).await;
+    instances.last().exited("exited with code 1".into());
+    advance(Duration::from_millis(10)).await;
+    assert_eq!(status(&core).0, PluginStatus::Crashed);
+    core.shutdown().await;
+    advance(Duration::from_secs(5)).await;
+    assert_eq!(
+        instances.count(),
+        1,
+        "the scheduled restart found the engine shutting down"
+    );
+    core.plugins().rescan().await.unwrap();
+    assert_eq!(instances.count(), 1, "nor does a rescan start anything");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plugin_directory_never_takes_the_name_of_a_linked_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let instances = Arc::new(Instances::default());
+    let provider = Arc::new(Editable::default());
+    provider.0.lock().push(descriptor(&instances, "v1"));
+    let (linked, _) =
+        nebula_tests::faults::descriptor("proc_one", nebula_tests::faults::Fault::None);
+    let core = NebulaCore::builder()
+        .config(common::config_in(dir.path()))
+        .without_inventory()
+        .without_health_monitor()
+        .plugin(linked)
+        .provider(provider.clone())
+        .build()
+        .await
+        .unwrap();
+    let kept = core.plugins().record("proc_one").unwrap();
+    assert_eq!(kept.source, PluginSource::InProcess);
+    assert_eq!(kept.status, PluginStatus::Initialized, "{kept:?}");
+    assert_eq!(instances.count(), 0, "the directory's plugin never started");
+    let shadowed = core.plugins().record("proc_one-2").unwrap();
+    assert!(shadowed.error.contains("already taken"), "{shadowed:?}");
+    assert_eq!(shadowed.origin, "/plugins/proc_one");
 }

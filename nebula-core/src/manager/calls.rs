@@ -163,11 +163,6 @@ impl PluginManager {
         let failed = observation.is_plugin_failure();
         let changed = {
             let mut st = slot.state.lock();
-            if let Observation::Exited { generation, .. } = &observation {
-                if *generation != st.generation || st.instance.is_none() {
-                    return;
-                }
-            }
             if let Some(ticket) = ticket {
                 let failure = match &observation {
                     Observation::Failed { failure, .. } => Some(*failure),

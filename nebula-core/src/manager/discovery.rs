@@ -134,9 +134,39 @@ pub(crate) fn discover_all(providers: &[Arc<dyn PluginProvider>]) -> Discovery {
             }
         }
     }
+    // A plugin directory never takes a name from a linked or configured plugin (SPEC §9: a
+    // directory affects no other plugin): the directory is refused, the other one kept.
+    for found in by_name.values_mut() {
+        if found.iter().any(|d| d.source != PluginSource::Process) {
+            found.retain(|d| {
+                let shadowed = d.source == PluginSource::Process;
+                if shadowed {
+                    refused.push(DiscoveryError {
+                        name: None,
+                        origin: d.origin.clone(),
+                        message: format!(
+                            "plugin name '{}' is already taken by a linked or external plugin; \
+                             this directory is not loaded",
+                            d.manifest.name
+                        ),
+                    });
+                }
+                !shadowed
+            });
+        }
+    }
     let mut plugins = BTreeMap::new();
     let mut taken: std::collections::BTreeSet<String> = by_name.keys().cloned().collect();
     for refusal in &mut refused {
+        // A refusal never takes over a loadable plugin's slot: it is listed under a name of
+        // its own.
+        if refusal
+            .name
+            .as_ref()
+            .is_some_and(|n| by_name.contains_key(n))
+        {
+            refusal.name = None;
+        }
         if refusal.name.is_none() {
             let name = listing_name(&refusal.origin, &taken);
             taken.insert(name.clone());
@@ -171,6 +201,8 @@ pub(crate) fn discover_all(providers: &[Arc<dyn PluginProvider>]) -> Discovery {
 /// `my_plugin::inner`), made to fit the plugin-name rule, with `-2`, `-3`… when a plugin
 /// already holds it (a refusal must never take over a working plugin's slot).
 fn listing_name(origin: &str, taken: &std::collections::BTreeSet<String>) -> String {
+    // A directory (`plugins.dir`): its last component; a module path: its crate.
+    let origin = origin.rsplit('/').next().unwrap_or(origin);
     let stem: String = origin
         .split("::")
         .next()

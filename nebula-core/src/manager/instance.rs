@@ -5,8 +5,7 @@ use std::sync::{Arc, Weak};
 
 use super::host_tokens::HostAccess;
 use super::slot::PluginSlot;
-use super::state::Observation;
-use super::{PluginManager, PluginStatus};
+use super::PluginManager;
 
 /// What the manager hands a [`PluginConstructor`](super::PluginConstructor) for one instance.
 #[derive(Debug, Clone, Default)]
@@ -93,22 +92,7 @@ impl InstanceWatch {
             else {
                 return;
             };
-            tracing::warn!(plugin = %slot.name, %reason, "plugin process died");
-            manager.observe(
-                &slot,
-                None,
-                Observation::Exited {
-                    generation: bound.generation,
-                    reason,
-                },
-            );
-            let crashed = {
-                let st = slot.state.lock();
-                st.generation == bound.generation && st.state.status == PluginStatus::Crashed
-            };
-            if crashed {
-                manager.schedule_recovery(slot);
-            }
+            manager.instance_died(&slot, bound.generation, reason).await;
         });
     }
 }

@@ -15,12 +15,15 @@ use super::{
 };
 use crate::storage::unix_now;
 
+/// Beyond a process plugin's grace: time for the SIGKILL and the reap.
+const PROCESS_KILL_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl PluginManager {
     /// Builds and initialises a fresh instance (shutting the old one down first). The caller
     /// holds the slot's lifecycle lock.
     pub(super) async fn reinitialize_locked(&self, slot: &Arc<PluginSlot>) {
         self.retire(slot).await;
-        if slot.removed.load(Ordering::SeqCst) {
+        if slot.removed.load(Ordering::SeqCst) || self.is_shutting_down() {
             return;
         }
         let (descriptor, scopes, next_generation) = {
@@ -72,11 +75,6 @@ impl PluginManager {
                         failure: &failure,
                     },
                 );
-                // A process that exits at start is retried after the backoff, not at the
-                // monitor's next pass, until the policy disables it.
-                if descriptor.source == PluginSource::Process {
-                    self.schedule_recovery(slot.clone());
-                }
             }
         }
     }
@@ -110,8 +108,13 @@ impl PluginManager {
         setup
     }
 
+    /// Whether `shutdown` has begun.
+    pub(super) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
     /// Revokes the host token of `plugin`'s instance (it is going away).
-    fn revoke_host_token(&self, plugin: &str) {
+    pub(super) fn revoke_host_token(&self, plugin: &str) {
         if let Some(link) = &self.host_service {
             link.tokens.revoke(plugin);
         }
@@ -121,11 +124,16 @@ impl PluginManager {
     /// are logged, never propagated: a plugin cannot stop the host from moving on.
     pub(super) async fn shutdown_instance(&self, slot: &PluginSlot, instance: Arc<dyn Plugin>) {
         let started = Instant::now();
-        let result = guarded(
-            async move { instance.shutdown().await },
-            self.settings.call_timeout,
-        )
-        .await;
+        // A process plugin gets its SIGTERM grace (and the SIGKILL after it) in full; when
+        // even that runs out, dropping its shutdown kills the process.
+        let bound = if slot.state.lock().identity.source == PluginSource::Process {
+            self.settings
+                .call_timeout
+                .max(self.settings.process_shutdown_grace + PROCESS_KILL_MARGIN)
+        } else {
+            self.settings.call_timeout
+        };
+        let result = guarded(async move { instance.shutdown().await }, bound).await;
         slot.state.lock().stats.record(
             Method::Shutdown,
             started.elapsed(),
@@ -169,6 +177,7 @@ impl PluginManager {
         let running = slot.state.lock().instance.is_some();
         if !running {
             self.reinitialize_locked(&slot).await;
+            self.recover_if_down(&slot);
         }
         Ok(slot.record())
     }
@@ -200,6 +209,7 @@ impl PluginManager {
                 reason: "admin".into(),
             },
         );
+        self.recover_if_down(&slot);
         Ok(slot.record())
     }
 
@@ -226,10 +236,15 @@ impl PluginManager {
         })
     }
 
-    /// Shuts every plugin down, in parallel, each bounded by the call timeout.
+    /// Shuts every plugin down, in parallel, each bounded by the call timeout. Nothing is
+    /// started or restarted after this begins (a restart scheduled after a backoff, a rescan
+    /// or a recovery in flight finds the manager shutting down).
     pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
         let slots: Vec<Arc<PluginSlot>> = self.slots.read().values().cloned().collect();
         let all = slots.iter().map(|slot| async move {
+            // After any lifecycle operation in flight: what it started is shut down too.
+            let _life = slot.lifecycle.lock().await;
             self.retire(slot).await;
             let mut st = slot.state.lock();
             if st.state.enabled {

@@ -89,6 +89,8 @@ pub struct PluginManager {
     host_service: Option<HostServiceLink>,
     /// Names this instance's real-sync leases (several servers may share the database).
     instance_id: String,
+    /// Set by `shutdown`: nothing is started or restarted any more.
+    shutting_down: std::sync::atomic::AtomicBool,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
     rescan_lock: tokio::sync::Mutex<()>,
     /// State-change events, stored in order by one task.
@@ -126,6 +128,7 @@ impl PluginManager {
             providers: parts.providers,
             host_service: parts.host_service,
             instance_id: parts.instance_id.unwrap_or_else(default_instance_id),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             slots: RwLock::new(BTreeMap::new()),
             rescan_lock: tokio::sync::Mutex::new(()),
         })

@@ -6,7 +6,16 @@ use std::time::Duration;
 
 use super::slot::PluginSlot;
 use super::state::{Observation, PolicyAction};
-use super::{PluginManager, PluginStatus};
+use super::{PluginManager, PluginSource, PluginStatus};
+
+/// Who asked for a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// The health monitor's pass.
+    Monitor,
+    /// A restart scheduled after a backoff.
+    Recovery,
+}
 
 impl PluginManager {
     /// One pass of the health monitor: every enabled plugin is checked concurrently (each
@@ -17,13 +26,23 @@ impl PluginManager {
     }
 
     pub(super) async fn check_one(&self, slot: &Arc<PluginSlot>) {
-        let (enabled, loadable, has_instance, crashed) = {
+        self.check(slot, Trigger::Monitor).await;
+    }
+
+    /// One check of `slot`: health, then the policy. A restart scheduled after a backoff is
+    /// the only one allowed while it is pending: the monitor's pass then only checks health.
+    async fn check(&self, slot: &Arc<PluginSlot>, trigger: Trigger) {
+        if self.is_shutting_down() {
+            return;
+        }
+        let (enabled, loadable, has_instance, crashed, recovery_pending) = {
             let st = slot.state.lock();
             (
                 st.state.enabled,
                 st.descriptor.is_some(),
                 st.instance.is_some(),
                 st.state.status == PluginStatus::Crashed,
+                st.recovery_due.is_some(),
             )
         };
         if !enabled || !loadable {
@@ -35,10 +54,16 @@ impl PluginManager {
             // The outcome is recorded by `health_of`; the monitor only reads the record.
             let _ = self.health_of(slot).await;
         }
+        if recovery_pending && trigger == Trigger::Monitor {
+            return;
+        }
         if self.policy_of(slot) == PolicyAction::Keep {
             return;
         }
         let _life = slot.lifecycle.lock().await;
+        if self.is_shutting_down() {
+            return;
+        }
         // Decide again under the lock: an admin may have stopped, started or restarted the
         // plugin while we waited, and the answer must be about what is there now.
         match self.policy_of(slot) {
@@ -54,6 +79,7 @@ impl PluginManager {
                         reason,
                     },
                 );
+                self.recover_if_down(slot);
             }
             PolicyAction::Disable(reason) => {
                 tracing::error!(plugin = %slot.name, %reason, "disabling plugin");
@@ -67,22 +93,83 @@ impl PluginManager {
     }
 
     /// Checks `slot` again after the backoff its automatic restarts so far call for (1 s,
-    /// doubling to 60 s): after a process plugin's process died, or an out-of-process
-    /// plugin failed to start. The check carries out the one policy: restart, or disable
-    /// once the budget is spent.
+    /// doubling to 60 s): after a process plugin's process died, or it failed to start. The
+    /// check carries out the one policy: restart, or disable once the budget is spent. One
+    /// recovery at a time per plugin; none once the manager is shutting down.
     pub(super) fn schedule_recovery(&self, slot: Arc<PluginSlot>) {
-        let delay = restart_backoff(slot.state.lock().state.counters.auto_restarts);
+        if self.is_shutting_down() {
+            return;
+        }
+        let delay = {
+            let mut st = slot.state.lock();
+            if st.recovery_due.is_some() {
+                return;
+            }
+            let delay = restart_backoff(st.state.counters.auto_restarts);
+            st.recovery_due = Some(std::time::Instant::now() + delay);
+            delay
+        };
         let manager = self.me.clone();
-        tracing::info!(plugin = %slot.name, delay_sec = delay.as_secs(), "next check after the backoff");
+        tracing::info!(plugin = %slot.name, delay_sec = delay.as_secs(), "restart after the backoff");
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
+            slot.state.lock().recovery_due = None;
             let Some(manager) = manager.upgrade() else {
                 return;
             };
             if !slot.removed.load(Ordering::SeqCst) {
-                manager.check_one(&slot).await;
+                manager.check(&slot, Trigger::Recovery).await;
             }
         });
+    }
+
+    /// After a start or restart of a process plugin that left it without a working instance
+    /// (its process exited before it was ready): try again after the backoff, not at the
+    /// monitor's next pass.
+    pub(super) fn recover_if_down(&self, slot: &Arc<PluginSlot>) {
+        let down = {
+            let st = slot.state.lock();
+            st.identity.source == PluginSource::Process
+                && st.state.enabled
+                && st.descriptor.is_some()
+                && st.instance.is_none()
+        };
+        if down {
+            self.schedule_recovery(slot.clone());
+        }
+    }
+
+    /// A process plugin's instance of `generation` died on its own (`InstanceWatch::exited`).
+    /// Under the plugin's lifecycle lock, so a death reported while that instance was still
+    /// being installed is applied once it is: if it is the current instance, it is detached
+    /// (calls answer "not ready" instead of reaching a dead process, its host token dies),
+    /// the plugin becomes `crashed` with the reason, and a restart is scheduled after the
+    /// backoff. A report about an instance already replaced changes nothing.
+    pub(super) async fn instance_died(
+        &self,
+        slot: &Arc<PluginSlot>,
+        generation: u64,
+        reason: String,
+    ) {
+        let _life = slot.lifecycle.lock().await;
+        let dead = {
+            let mut st = slot.state.lock();
+            if st.generation != generation || st.instance.is_none() {
+                return;
+            }
+            st.generation += 1;
+            st.instance.take()
+        };
+        tracing::warn!(plugin = %slot.name, %reason, "plugin process died");
+        self.revoke_host_token(&slot.name);
+        self.observe(slot, None, Observation::Exited { reason });
+        if let Some(dead) = dead {
+            // Its process is gone; this removes what it left (socket, pid file).
+            self.shutdown_instance(slot, dead).await;
+        }
+        if self.policy_of(slot) != PolicyAction::Keep {
+            self.schedule_recovery(slot.clone());
+        }
     }
 
     /// What the policy says about the slot as it is now.

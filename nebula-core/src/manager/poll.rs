@@ -14,6 +14,9 @@ impl PluginManager {
     /// instance started is started here. Plugins whose flag matches are left alone, so this
     /// is one read when nothing changed.
     pub async fn follow_shared_state(&self) {
+        if self.is_shutting_down() {
+            return;
+        }
         let stored: HashMap<String, (bool, String)> = match self.store.all().await {
             Ok(rows) => rows
                 .into_iter()
@@ -50,6 +53,7 @@ impl PluginManager {
                 self.observe(&slot, None, Observation::Enabled);
                 if loadable && !running {
                     self.reinitialize_locked(&slot).await;
+                    self.recover_if_down(&slot);
                 }
             } else {
                 let reason = if reason.is_empty() {

@@ -109,8 +109,10 @@ impl PluginProvider for ProcessPluginsProvider {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
+                // A name that breaks the rule is listed under one made from the directory.
+                let listed_as = validate_plugin_name(&name).is_ok().then(|| name.clone());
                 let refused = |message: String| DiscoveryError {
-                    name: Some(name.clone()),
+                    name: listed_as.clone(),
                     origin: dir.display().to_string(),
                     message,
                 };
@@ -159,8 +161,23 @@ pub fn read_plugin_dir(
     let Some((program, args)) = runtime.command.split_first() else {
         return Err(format!("{MANIFEST_FILE}: runtime.command is empty"));
     };
-    let executable = resolve_executable(dir, program)?;
-    let fingerprint = fingerprint(&text, &executable);
+    // The child's PATH (the manifest's, when it sets one) decides, as it will for the child.
+    let path = runtime
+        .env
+        .get("PATH")
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    let executable = resolve_executable(dir, program, &path)?;
+    // The executable and the files its arguments name in the directory (`plugin.py` of
+    // `["python3", "plugin.py"]`): editing any of them is a change a rescan restarts for.
+    let mut files = vec![executable.clone()];
+    files.extend(
+        args.iter()
+            .map(|a| dir.join(a))
+            .filter(|p| p.starts_with(dir) && p.is_file()),
+    );
+    let fingerprint = fingerprint(&text, &files);
     let mut command = vec![executable.display().to_string()];
     command.extend(args.iter().cloned());
     Ok((
@@ -192,16 +209,24 @@ fn read_manifest(file: &Path) -> Result<String, String> {
 }
 
 /// `command[0]`: relative to the plugin's directory (SPEC §9) or absolute; a bare name not
-/// in the directory (`python3`) is looked up in `PATH`, as a shell would.
-fn resolve_executable(dir: &Path, program: &str) -> Result<PathBuf, String> {
+/// in the directory (`python3`) is looked up in `path` (absolute entries only), as a shell
+/// would.
+fn resolve_executable(
+    dir: &Path,
+    program: &str,
+    path: &std::ffi::OsStr,
+) -> Result<PathBuf, String> {
     let candidates: Vec<PathBuf> = if Path::new(program).is_absolute() {
         vec![PathBuf::from(program)]
     } else if program.contains('/') {
         vec![dir.join(program)]
     } else {
-        let path = std::env::var_os("PATH").unwrap_or_default();
         std::iter::once(dir.join(program))
-            .chain(std::env::split_paths(&path).map(|p| p.join(program)))
+            .chain(
+                std::env::split_paths(path)
+                    .filter(|p| p.is_absolute())
+                    .map(|p| p.join(program)),
+            )
             .collect()
     };
     candidates
@@ -218,17 +243,20 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The manifest's bytes and the executable's identity (size, modification time, inode):
-/// editing either changes it.
-fn fingerprint(manifest: &str, executable: &Path) -> String {
+/// The manifest's bytes and the identity (size, modification time, inode) of each file:
+/// editing any of them changes it.
+fn fingerprint(manifest: &str, files: &[PathBuf]) -> String {
     use std::os::unix::fs::MetadataExt;
     let mut hash = Sha256::new();
     hash.update(manifest.as_bytes());
-    if let Ok(meta) = std::fs::metadata(executable) {
-        hash.update(meta.len().to_le_bytes());
-        hash.update(meta.mtime().to_le_bytes());
-        hash.update(meta.mtime_nsec().to_le_bytes());
-        hash.update(meta.ino().to_le_bytes());
+    for file in files {
+        hash.update(file.as_os_str().as_encoded_bytes());
+        if let Ok(meta) = std::fs::metadata(file) {
+            hash.update(meta.len().to_le_bytes());
+            hash.update(meta.mtime().to_le_bytes());
+            hash.update(meta.mtime_nsec().to_le_bytes());
+            hash.update(meta.ino().to_le_bytes());
+        }
     }
     hash.finalize()
         .iter()
@@ -323,6 +351,38 @@ mod tests {
             assert!(error.contains(expected), "{manifest}: {error}");
             std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    #[test]
+    fn a_script_named_by_an_argument_is_part_of_the_fingerprint() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = plugin_dir(
+            root.path(),
+            "hello",
+            &GOOD.replace("\"./run.sh\", \"--flag\"", "\"sh\", \"plugin.sh\""),
+        );
+        std::fs::write(dir.join("plugin.sh"), "echo one\n").unwrap();
+        let before = read_plugin_dir(&dir, "hello").unwrap().1.fingerprint;
+        std::fs::write(dir.join("plugin.sh"), "echo two, longer\n").unwrap();
+        assert_ne!(
+            read_plugin_dir(&dir, "hello").unwrap().1.fingerprint,
+            before
+        );
+    }
+
+    #[test]
+    fn a_path_set_in_the_manifest_is_where_a_bare_command_is_looked_up() {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        executable(&bin, "tool");
+        let manifest = GOOD.replace("./run.sh", "tool").replace(
+            "\"KEY\": \"value\"",
+            &format!("\"PATH\": \"{}\"", bin.display()),
+        );
+        let dir = plugin_dir(root.path(), "hello", &manifest);
+        let (_, spec) = read_plugin_dir(&dir, "hello").unwrap();
+        assert_eq!(spec.command[0], bin.join("tool").display().to_string());
     }
 
     #[test]

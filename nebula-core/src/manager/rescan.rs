@@ -96,7 +96,12 @@ impl PluginManager {
                 .entry(name.clone())
                 .or_insert_with(|| Arc::new(PluginSlot::new(&name, None, ScopeSet::empty())))
                 .clone();
-            slot.state.lock().descriptor = None;
+            {
+                let mut st = slot.state.lock();
+                st.descriptor = None;
+                // Where the refused declaration is, so an admin can find it.
+                st.identity.origin = refused.origin.clone();
+            }
             plan.broken.push((slot, refused.message));
         }
         plan
@@ -140,6 +145,7 @@ impl PluginManager {
                 self.disable(slot, reason).await;
             } else {
                 self.reinitialize_locked(slot).await;
+                self.recover_if_down(slot);
             }
         });
         futures::future::join_all(starts).await;

@@ -27,6 +27,9 @@ pub struct ManagerSettings {
     pub health_interval: Duration,
     /// Period of the enabled-flag poll (other instances' stops and starts).
     pub state_poll_interval: Duration,
+    /// SIGTERM-to-SIGKILL grace of a process plugin: its `shutdown` is given this much more
+    /// than the call timeout when longer.
+    pub process_shutdown_grace: Duration,
     /// Operator grants: plugin name → scopes; absent names keep their declared scopes.
     pub grants: BTreeMap<String, ScopeSet>,
     /// Plugin name → its `[plugins.settings.<name>]` table, handed to it through its context.
@@ -53,6 +56,7 @@ impl ManagerSettings {
             max_crashes: config.max_crashes,
             health_interval: config.health_interval(),
             state_poll_interval: config.state_poll_interval(),
+            process_shutdown_grace: config.process.shutdown_grace(),
             grants,
             plugin_settings: config.settings.clone(),
         }

@@ -40,6 +40,10 @@ pub(super) struct SlotState {
     pub(super) stats: CallStats,
     /// The process of the current instance, for a process plugin (its `InstanceWatch`).
     pub(super) pid: Option<u32>,
+    /// A restart scheduled after a backoff (`PluginManager::schedule_recovery`): until it
+    /// runs, the monitor does not restart the plugin on its own, and no second one is
+    /// scheduled.
+    pub(super) recovery_due: Option<std::time::Instant>,
 }
 
 /// Where a plugin comes from, as its record shows it. Kept from the last descriptor when a
@@ -112,6 +116,7 @@ impl PluginSlot {
                 state: PluginState::discovered(unix_now()),
                 stats: CallStats::default(),
                 pid: None,
+                recovery_due: None,
             }),
             lifecycle: tokio::sync::Mutex::new(()),
             real_sync: Arc::new(tokio::sync::Mutex::new(())),

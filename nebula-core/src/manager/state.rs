@@ -64,10 +64,11 @@ pub(crate) enum Observation<'a> {
     Restarted { automatic: bool, reason: String },
     /// The plugin cannot be loaded at all (bad manifest, duplicate name).
     Broken { error: String },
-    /// The instance of `generation` died on its own: a process plugin's process exited or
-    /// was killed (`reason` says how: exit code, signal, the limit it broke). Ignored unless
-    /// that instance is still the current one.
-    Exited { generation: u64, reason: String },
+    /// The current instance died on its own: a process plugin's process exited or was killed
+    /// (`reason` says how: exit code, signal, the limit it broke). The manager has detached
+    /// it already (`PluginManager::instance_died`), so calls get "not ready" until the
+    /// policy's restart.
+    Exited { reason: String },
 }
 
 impl Observation<'_> {

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use nebula_core::{HostServiceLink, HostTokenRegistry, NebulaConfig};
 use nebula_grpc::host_service::{bind_host_listener, bind_private_socket, serve_host_service};
 use nebula_grpc::{HostServiceOptions, HostTokens};
+use nebula_process::{fallback_socket_dir, MAX_SOCKET_PATH};
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::StartupError;
-
-/// Longest unix socket path the kernel accepts (`sun_path` holds 108 bytes with its NUL).
-const MAX_SOCKET_PATH: usize = 107;
 
 /// The running host service: dropping it (or [`stop`](Self::stop)) ends its listeners.
 #[derive(Debug)]
@@ -22,8 +21,6 @@ pub(super) struct RunningHostService {
     pub link: HostServiceLink,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// A directory made for the socket when the data directory's path was too long.
-    fallback_dir: Option<PathBuf>,
 }
 
 impl RunningHostService {
@@ -32,9 +29,6 @@ impl RunningHostService {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
-        }
-        if let Some(dir) = self.fallback_dir {
-            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -46,7 +40,7 @@ pub(super) async fn start(
     data_dir: &Path,
 ) -> Result<RunningHostService, StartupError> {
     let registry = Arc::new(HostTokenRegistry::default());
-    let (socket_path, fallback_dir) = socket_path(data_dir)?;
+    let socket_path = socket_path(data_dir)?;
     let socket = bind_private_socket(&socket_path)
         .await
         .map_err(|e| StartupError::HostService(format!("{}: {e}", socket_path.display())))?;
@@ -96,28 +90,31 @@ pub(super) async fn start(
         },
         stop,
         tasks,
-        fallback_dir,
     })
 }
 
-/// `<data dir>/host.sock`, or a private directory under the temporary directory when that
-/// path is too long for a unix socket.
-fn socket_path(data_dir: &Path) -> Result<(PathBuf, Option<PathBuf>), StartupError> {
+/// `<data dir>/host.sock`, or, when that path is too long for a unix socket,
+/// `host-<hash of the data directory>.sock` in this user's private socket directory (the one
+/// the process runtime uses): named after the data directory, so a second server on the same
+/// directory still finds the first one's socket in use.
+fn socket_path(data_dir: &Path) -> Result<PathBuf, StartupError> {
     // The database creates it too, later; the socket needs it first.
     nebula_core::storage::create_private_dir(data_dir)
         .map_err(|e| StartupError::HostService(format!("{}: {e}", data_dir.display())))?;
     let path = std::path::absolute(data_dir.join("host.sock"))
         .map_err(|e| StartupError::HostService(format!("{}: {e}", data_dir.display())))?;
     if path.as_os_str().len() <= MAX_SOCKET_PATH {
-        return Ok((path, None));
+        return Ok(path);
     }
-    let dir = std::env::temp_dir().join(format!("nebula-host-{}", std::process::id()));
-    nebula_core::storage::create_private_dir(&dir)
-        .map_err(|e| StartupError::HostService(format!("{}: {e}", dir.display())))?;
+    let dir = fallback_socket_dir()
+        .map_err(|e| StartupError::HostService(format!("private socket directory: {e}")))?;
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let socket = dir.join(format!("host-{name}.sock"));
     tracing::info!(
         data_dir = %data_dir.display(),
-        "the data directory's path is too long for a unix socket; the host service's socket is in {}",
-        dir.display()
+        "the data directory's path is too long for a unix socket; the host service's socket is {}",
+        socket.display()
     );
-    Ok((dir.join("host.sock"), Some(dir)))
+    Ok(socket)
 }
