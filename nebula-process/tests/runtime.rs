@@ -546,9 +546,10 @@ async fn dropping_initialize_midway_kills_the_child() {
     let events = Arc::new(Events::default());
     let host = RecordingHost::new();
     let plugin = ProcessPlugin::new(spec(&dirs, "hang"), hooks(&events));
-    // What the manager's init timeout does.
+    // What the manager's init timeout does. Long enough for the launch itself to return on a
+    // busy machine (the "was not ready" line is written by what the launch sets up).
     let abandoned = tokio::time::timeout(
-        Duration::from_millis(1500),
+        Duration::from_millis(4000),
         plugin.initialize(context(&host)),
     )
     .await;
