@@ -55,6 +55,10 @@ pub struct ServerConfig {
     /// cookie-authenticated state changes are checked; `None`: `http://` + the `Host` each
     /// request was sent to. See [`ServerConfig::public_origin`].
     pub public_origin: Option<String>,
+    /// Where this server keeps its own files: the host service's socket and the process
+    /// plugins' `run/` directory. Default: the data directory. Several servers on one
+    /// database each need their own (the secrets stay shared, beside the database file).
+    pub runtime_dir: Option<std::path::PathBuf>,
 }
 
 impl ServerConfig {
@@ -75,6 +79,7 @@ impl Default for ServerConfig {
             max_body_bytes: 8 * 1024 * 1024,
             cookie_secure: false,
             public_origin: None,
+            runtime_dir: None,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The host service (SPEC §8) as `serve` runs it: a unix socket in the data directory, and a
+//! The host service (SPEC §8) as `serve` runs it: a unix socket in the runtime directory, and a
 //! TCP listener when `plugins.host_service.bind` is set, both looking tokens up in the one
 //! registry the plugin manager mints into.
 
@@ -37,10 +37,10 @@ impl RunningHostService {
 /// built, since plugins may call back while they start.
 pub(super) async fn start(
     config: &NebulaConfig,
-    data_dir: &Path,
+    runtime_dir: &Path,
 ) -> Result<RunningHostService, StartupError> {
     let registry = Arc::new(HostTokenRegistry::default());
-    let socket_path = socket_path(data_dir)?;
+    let socket_path = socket_path(runtime_dir)?;
     let socket = bind_private_socket(&socket_path)
         .await
         .map_err(|e| StartupError::HostService(format!("{}: {e}", socket_path.display())))?;
@@ -93,16 +93,17 @@ pub(super) async fn start(
     })
 }
 
-/// `<data dir>/host.sock`, or, when that path is too long for a unix socket,
-/// `host-<hash of the data directory>.sock` in this user's private socket directory (the one
-/// the process runtime uses): named after the data directory, so a second server on the same
+/// `<runtime dir>/host.sock` (`server.runtime_dir`, by default the data directory), or, when
+/// that path is too long for a unix socket,
+/// `host-<hash of the runtime directory>.sock` in this user's private socket directory (the one
+/// the process runtime uses): named after the runtime directory, so a second server on the same
 /// directory still finds the first one's socket in use.
-fn socket_path(data_dir: &Path) -> Result<PathBuf, StartupError> {
+fn socket_path(runtime_dir: &Path) -> Result<PathBuf, StartupError> {
     // The database creates it too, later; the socket needs it first.
-    nebula_core::storage::create_private_dir(data_dir)
-        .map_err(|e| StartupError::HostService(format!("{}: {e}", data_dir.display())))?;
-    let path = std::path::absolute(data_dir.join("host.sock"))
-        .map_err(|e| StartupError::HostService(format!("{}: {e}", data_dir.display())))?;
+    nebula_core::storage::create_private_dir(runtime_dir)
+        .map_err(|e| StartupError::HostService(format!("{}: {e}", runtime_dir.display())))?;
+    let path = std::path::absolute(runtime_dir.join("host.sock"))
+        .map_err(|e| StartupError::HostService(format!("{}: {e}", runtime_dir.display())))?;
     if path.as_os_str().len() <= MAX_SOCKET_PATH {
         return Ok(path);
     }
@@ -112,8 +113,8 @@ fn socket_path(data_dir: &Path) -> Result<PathBuf, StartupError> {
     let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let socket = dir.join(format!("host-{name}.sock"));
     tracing::info!(
-        data_dir = %data_dir.display(),
-        "the data directory's path is too long for a unix socket; the host service's socket is {}",
+        runtime_dir = %runtime_dir.display(),
+        "the runtime directory's path is too long for a unix socket; the host service's socket is {}",
         socket.display()
     );
     Ok(socket)

@@ -41,9 +41,16 @@ pub(super) fn serve(
     // A weak secret is the operator's to fix, like a bad configuration (exit code 2).
     let token = load_secret(INSTALLER_TOKEN_ENV, &data_dir.join("installer_token"))?;
     let session_key = load_secret(SESSION_SECRET_ENV, &data_dir.join("session_secret"))?;
+    // This server's own files (several servers may share the data directory's database and
+    // secrets): the host service's socket and the process plugins' run directory.
+    let runtime_dir = config
+        .server
+        .runtime_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.clone());
     // Served before the engine is built: plugins may call back while they start.
-    let host_service = runtime.block_on(super::host_service::start(&config, &data_dir))?;
-    let run_dir = process_run_dir(&data_dir)?;
+    let host_service = runtime.block_on(super::host_service::start(&config, &runtime_dir))?;
+    let run_dir = process_run_dir(&runtime_dir)?;
     let builder = NebulaCore::builder()
         .config(config.clone())
         .config_file(file.clone())
@@ -76,10 +83,10 @@ pub(super) fn serve(
     Ok(())
 }
 
-/// `<data dir>/run` (0700): the process plugins' sockets and pid files. Process groups a
+/// `<runtime dir>/run` (0700): the process plugins' sockets and pid files. Process groups a
 /// previous server left there (it was killed before it could stop them) are ended first.
-fn process_run_dir(data_dir: &Path) -> Result<std::path::PathBuf, StartupError> {
-    let run_dir = data_dir.join("run");
+fn process_run_dir(runtime_dir: &Path) -> Result<std::path::PathBuf, StartupError> {
+    let run_dir = runtime_dir.join("run");
     nebula_core::storage::create_private_dir(&run_dir)
         .map_err(|e| StartupError::RunDir(format!("{}: {e}", run_dir.display())))?;
     for done in nebula_process::reap_leftovers(&run_dir) {
