@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# A PostgreSQL server on loopback for the tests (issue 12), on a machine that may have none:
+# installs Debian's `postgresql` when absent, creates (once) and starts a cluster of its own
+# on 127.0.0.1:${NEBULA_PG_PORT:-54329}, trusting loopback connections, with a superuser role
+# `nebula`. Prints the URL the tests read, for example:
+#
+#   eval "$(.ci/postgres.sh)"    # sets NEBULA_TEST_POSTGRES_URL
+#
+# `.ci/postgres.sh stop` stops the cluster. Each test run creates and drops its own database on
+# it. A developer runs the same script. Needs root (apt-get, and the `postgres` system user).
+set -euo pipefail
+PORT=${NEBULA_PG_PORT:-54329}
+CLUSTER=nebula_test
+
+if ! command -v pg_createcluster >/dev/null; then
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+fi
+VERSION=$(ls /usr/lib/postgresql | sort -V | tail -1)
+
+if [ "${1:-start}" = stop ]; then
+  pg_ctlcluster --skip-systemctl-redirect "$VERSION" "$CLUSTER" stop >&2 || true
+  exit 0
+fi
+
+if ! pg_lsclusters -h | awk '{print $2}' | grep -qx "$CLUSTER"; then
+  pg_createcluster "$VERSION" "$CLUSTER" --port "$PORT" -- --auth-local=peer --auth-host=scram-sha-256 >&2
+  conf=/etc/postgresql/$VERSION/$CLUSTER
+  echo "listen_addresses = '127.0.0.1'" >>"$conf/postgresql.conf"
+  # Loopback only, without a password: the tests' role exists only on this private cluster.
+  printf 'host all nebula 127.0.0.1/32 trust\n' | cat - "$conf/pg_hba.conf" >"$conf/pg_hba.conf.new"
+  mv "$conf/pg_hba.conf.new" "$conf/pg_hba.conf"
+  chown postgres:postgres "$conf/pg_hba.conf"
+fi
+if ! pg_lsclusters -h | awk -v c="$CLUSTER" '$2 == c {print $4}' | grep -qx online; then
+  pg_ctlcluster --skip-systemctl-redirect "$VERSION" "$CLUSTER" start >&2
+fi
+for _ in $(seq 50); do
+  su postgres -c "psql -p $PORT -tAc 'select 1'" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+su postgres -c "psql -p $PORT -tAc \"select 1 from pg_roles where rolname = 'nebula'\"" | grep -q 1 \
+  || su postgres -c "psql -p $PORT -qc 'create role nebula login superuser'" >&2
+echo "export NEBULA_TEST_POSTGRES_URL=postgres://nebula@127.0.0.1:$PORT/postgres"
