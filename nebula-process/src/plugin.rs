@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use nebula_grpc::{GrpcPlugin, RemotePluginSpec};
 use nebula_plugin_api::serde_json::Value;
 use nebula_plugin_api::{
@@ -13,7 +12,6 @@ use nebula_plugin_api::{
     PluginError, SyncRequest,
 };
 use parking_lot::Mutex;
-use rand::RngCore as _;
 
 use crate::child::{self, ChildProcess, Launch};
 use crate::files::InstanceFiles;
@@ -306,11 +304,8 @@ async fn enforce_memory_limit(process: Arc<ChildProcess>, limit_mb: u64) {
 
 /// A fresh token for one start: 32 random bytes from the OS, URL-safe base64 (43 characters).
 fn new_token() -> Result<String, PluginError> {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.try_fill_bytes(&mut bytes).map_err(|e| {
-        PluginError::Unavailable(format!("no randomness for the plugin token: {e}"))
-    })?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    nebula_plugin_api::token::new_token()
+        .map_err(|e| PluginError::Unavailable(format!("no randomness for the plugin token: {e}")))
 }
 
 /// The child's text fit for an error: control characters escaped, at most [`MAX_QUOTE`] bytes.

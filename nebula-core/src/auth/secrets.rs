@@ -4,10 +4,6 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use rand::RngCore;
-
 /// A secret string whose `Debug` never shows it (and that has no `PartialEq`: compare
 /// secrets in constant time, as the authenticator does).
 #[derive(Clone)]
@@ -138,9 +134,7 @@ fn read_or_generate(file: &Path) -> std::io::Result<(Secret, SecretOrigin)> {
             crate::storage::create_private_dir(dir)?;
         }
     }
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let value = URL_SAFE_NO_PAD.encode(bytes);
+    let value = nebula_plugin_api::token::new_token().map_err(std::io::Error::other)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -13,18 +13,13 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use nebula_plugin_api::token::new_token;
 use nebula_plugin_api::PluginContext;
 use parking_lot::RwLock;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 #[cfg(doc)]
 use super::PluginSource;
-
-/// Random bytes in a token (SPEC §8: at least 32).
-const TOKEN_BYTES: usize = 32;
 
 type TokenDigest = [u8; 32];
 
@@ -85,17 +80,15 @@ impl HostTokenRegistry {
 
     /// Mints a fresh token for a new instance of `plugin`, revoking the one its previous
     /// instance held.
-    pub(crate) fn mint(&self, plugin: &str, ctx: PluginContext) -> String {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let token = URL_SAFE_NO_PAD.encode(bytes);
+    pub(crate) fn mint(&self, plugin: &str, ctx: PluginContext) -> Result<String, rand::Error> {
+        let token = new_token()?;
         let key = digest(&token);
         let mut inner = self.inner.write();
         if let Some(old) = inner.by_plugin.insert(plugin.to_owned(), key) {
             inner.contexts.remove(&old);
         }
         inner.contexts.insert(key, ctx);
-        token
+        Ok(token)
     }
 
     /// Revokes the token of `plugin`'s instance, if it has one.
@@ -140,11 +133,11 @@ mod tests {
     #[test]
     fn a_token_maps_to_its_context_until_replaced_or_revoked() {
         let registry = HostTokenRegistry::default();
-        let first = registry.mint("a", ctx("a"));
+        let first = registry.mint("a", ctx("a")).unwrap();
         assert!(first.len() >= 43, "32 random bytes in base64: {first}");
         assert_eq!(registry.context(&first).unwrap().plugin_name(), "a");
-        let b = registry.mint("b", ctx("b"));
-        let second = registry.mint("a", ctx("a"));
+        let b = registry.mint("b", ctx("b")).unwrap();
+        let second = registry.mint("a", ctx("a")).unwrap();
         assert_ne!(first, second);
         assert!(registry.context(&first).is_none(), "replaced instance");
         assert!(registry.context(&second).is_some());
@@ -160,7 +153,7 @@ mod tests {
     #[test]
     fn debug_never_shows_a_token() {
         let registry = HostTokenRegistry::default();
-        let token = registry.mint("a", ctx("a"));
+        let token = registry.mint("a", ctx("a")).unwrap();
         assert!(!format!("{registry:?}").contains(&token));
         let access = HostAccess {
             endpoint: "unix:///x".into(),

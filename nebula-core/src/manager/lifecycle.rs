@@ -100,10 +100,16 @@ impl PluginManager {
                 PluginSource::Process => &link.local_endpoint,
                 PluginSource::InProcess | PluginSource::Grpc => &link.endpoint,
             };
-            setup.host = Some(HostAccess {
-                endpoint: endpoint.clone(),
-                token: link.tokens.mint(plugin, ctx.clone()),
-            });
+            match link.tokens.mint(plugin, ctx.clone()) {
+                Ok(token) => {
+                    setup.host = Some(HostAccess {
+                        endpoint: endpoint.clone(),
+                        token,
+                    })
+                }
+                // Only when the OS has no randomness: the plugin runs without its context.
+                Err(e) => tracing::error!(%plugin, error = %e, "no host token could be made"),
+            }
         }
         setup
     }
