@@ -231,8 +231,12 @@ impl NebulaCoreBuilder {
             origin: "builder".into(),
             message,
         })?;
-        let database =
-            Database::open_async(&config.database.url, config.database.pool_size).await?;
+        let database = Database::open_async_with(
+            &config.database.url,
+            config.database.pool_size,
+            config.database.connect_timeout(),
+        )
+        .await?;
         let directory = IdentityDirectory::new(database.clone());
         let events = EventBus::new(database.clone());
         let logs = Arc::new(PluginLogs::default());

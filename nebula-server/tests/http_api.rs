@@ -134,6 +134,12 @@ fn seed_curl_examples_answer_the_seed_shapes() {
         (live.status, live.body.clone()),
         (200, json!({"status": "ok"}))
     );
+    // Readiness asks the database too; no credentials, no secrets.
+    let ready = server.request("GET", "/readyz", &[], None);
+    assert_eq!(
+        (ready.status, ready.body.clone()),
+        (200, json!({"status": "ready", "database": "ok"}))
+    );
 }
 
 #[test]

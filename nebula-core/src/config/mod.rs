@@ -92,6 +92,16 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Connections in the pool.
     pub pool_size: u32,
+    /// How long a request waits for a connection (the pool is busy, or the database is
+    /// unreachable) before it fails with `503`, seconds.
+    pub connect_timeout_sec: f64,
+}
+
+impl DatabaseConfig {
+    /// The bound on waiting for a connection.
+    pub fn connect_timeout(&self) -> Duration {
+        secs(self.connect_timeout_sec)
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -99,6 +109,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: "sqlite://data/nebula.db".into(),
             pool_size: 8,
+            connect_timeout_sec: 30.0,
         }
     }
 }

@@ -12,6 +12,10 @@ impl NebulaConfig {
             ("plugins.max_timeout_sec", p.max_timeout_sec),
             ("plugins.health_interval_sec", p.health_interval_sec),
             ("plugins.state_poll_sec", p.state_poll_sec),
+            (
+                "database.connect_timeout_sec",
+                self.database.connect_timeout_sec,
+            ),
         ] {
             if !(value.is_finite() && (0.001..=86_400.0).contains(&value)) {
                 return Err(format!(

@@ -26,6 +26,9 @@ pub type DbConnection = SqliteConnection;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
+/// How long work waits for a connection by default (`database.connect_timeout_sec`).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a connection waits for another writer before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -132,6 +135,16 @@ impl Database {
     /// Opens (creating the file and its directory when missing) and migrates the database.
     /// Blocking: call it from a blocking context, or use [`Database::open_async`].
     pub fn open(url: &str, pool_size: u32) -> Result<Self, StorageError> {
+        Self::open_with(url, pool_size, DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// [`Database::open`], waiting at most `connect_timeout` for a connection on every use
+    /// (`database.connect_timeout_sec`): past it, the work fails as unavailable (`503`).
+    pub fn open_with(
+        url: &str,
+        pool_size: u32,
+        connect_timeout: Duration,
+    ) -> Result<Self, StorageError> {
         let location = DatabaseLocation::parse(url)?;
         let DatabaseLocation::Sqlite(path) = &location;
         prepare_sqlite_file(path)?;
@@ -155,7 +168,7 @@ impl Database {
 
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
-            .connection_timeout(Duration::from_secs(30))
+            .connection_timeout(connect_timeout)
             .connection_customizer(Box::new(SqlitePragmas))
             .build(ConnectionManager::<DbConnection>::new(path_str))
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
@@ -164,10 +177,30 @@ impl Database {
 
     /// [`Database::open`] on the blocking pool.
     pub async fn open_async(url: &str, pool_size: u32) -> Result<Self, StorageError> {
+        Self::open_async_with(url, pool_size, DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// [`Database::open_with`] on the blocking pool.
+    pub async fn open_async_with(
+        url: &str,
+        pool_size: u32,
+        connect_timeout: Duration,
+    ) -> Result<Self, StorageError> {
         let url = url.to_owned();
-        tokio::task::spawn_blocking(move || Database::open(&url, pool_size))
+        tokio::task::spawn_blocking(move || Database::open_with(&url, pool_size, connect_timeout))
             .await
             .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+
+    /// Whether the database answers now: one trivial query, failing as
+    /// [`StorageError::Unavailable`] when no connection can be had within the connect
+    /// timeout. What `GET /readyz` asks.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.read(|conn| {
+            conn.batch_execute("SELECT 1")?;
+            Ok(())
+        })
+        .await
     }
 
     /// Where the database lives.
@@ -314,6 +347,44 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// No connection within the connect timeout (here: the one connection is busy) is
+    /// "unavailable" (503), reported by `ping` (`GET /readyz`), and ends when it frees up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_connection_within_the_connect_timeout_is_unavailable_and_ping_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", tmp.path().join("nebula.db").display());
+        let db = Database::open_async_with(&url, 1, Duration::from_millis(200))
+            .await
+            .unwrap();
+        db.ping().await.unwrap();
+        let (holding, held) = std::sync::mpsc::channel();
+        let busy = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.read(move |_conn| {
+                    let _ = holding.send(());
+                    std::thread::sleep(Duration::from_millis(1500));
+                    Ok(())
+                })
+                .await
+            })
+        };
+        tokio::task::spawn_blocking(move || held.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let error = db.ping().await.unwrap_err();
+        assert!(matches!(error, StorageError::Unavailable(_)), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        busy.await.unwrap().unwrap();
+        db.ping().await.unwrap();
     }
 
     #[test]

@@ -65,10 +65,11 @@ pub fn system_routes() -> Vec<RouteEntry> {
     ]
 }
 
-/// Routes without credentials: liveness and the login/logout pair.
+/// Routes without credentials: liveness, readiness and the login/logout pair.
 pub fn public_routes() -> Vec<RouteEntry> {
     vec![
         entry("GET", "/healthz", web::get().to(session::healthz)),
+        entry("GET", "/readyz", web::get().to(session::readyz)),
         RouteEntry {
             body_limit: Some(session::LOGIN_BODY_LIMIT),
             ..entry("POST", "/auth/login", web::post().to(session::login))

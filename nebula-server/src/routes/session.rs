@@ -21,6 +21,22 @@ pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// Readiness: the process lives (`/healthz`) *and* the database answers. `503` while it does
+/// not (a load balancer then sends requests elsewhere); the server itself keeps running and
+/// is ready again as soon as the database answers.
+pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state
+        .on_engine(|core| async move { core.database().ping().await })
+        .await
+    {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready", "database": "ok" })),
+        Err(e) => HttpResponse::ServiceUnavailable().json(json!({
+            "status": "not ready",
+            "database": nebula_plugin_api::escape_control(&e.to_string()),
+        })),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
