@@ -32,7 +32,7 @@ pub mod status;
 pub use client::{GrpcPlugin, RemotePluginSpec};
 pub use endpoint::{EndpointError, GrpcEndpoint};
 pub use host_service::{HostServiceOptions, HostTokens};
-pub use process_main::run_process_plugin;
+pub use process_main::{run_process_plugin, stop_signal};
 pub use remote_host::{RemoteHost, RemoteHostError, RemoteHostOptions};
 pub use server::{serve, DetachedHost, HostSource, ServeError, ServeOptions};
 

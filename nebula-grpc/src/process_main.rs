@@ -204,8 +204,9 @@ where
     serve_bound(plugin, listener, env.serve_options(), shutdown).await
 }
 
-/// Resolves on SIGTERM (the core's stop) or SIGINT.
-async fn stop_signal() {
+/// Resolves on SIGTERM (the core's stop, a service manager's) or SIGINT: the end of a served
+/// plugin, in a process plugin and in `serve-plugin` alike.
+pub async fn stop_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -182,8 +182,24 @@ impl PluginManager {
     /// Runs [`check_all`](Self::check_all) every `health_interval` until the manager is
     /// dropped. A pass that overruns delays the next one instead of stacking up.
     pub fn spawn_health_monitor(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.spawn_every(self.settings.health_interval, |manager| async move {
+            manager.check_all().await
+        })
+    }
+
+    /// Runs `pass` every `period` (the first after one period) until the manager is dropped;
+    /// the task holds only a weak reference between passes. A pass that overruns delays the
+    /// next one instead of stacking up.
+    pub(super) fn spawn_every<F, Fut>(
+        self: &Arc<Self>,
+        period: Duration,
+        pass: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let weak = Arc::downgrade(self);
-        let period = self.settings.health_interval;
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -193,7 +209,7 @@ impl PluginManager {
                 let Some(manager) = weak.upgrade() else {
                     return;
                 };
-                manager.check_all().await;
+                pass(manager).await;
             }
         })
     }

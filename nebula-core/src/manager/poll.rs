@@ -70,19 +70,8 @@ impl PluginManager {
     /// Runs [`follow_shared_state`](Self::follow_shared_state) every `plugins.state_poll_sec`
     /// until the manager is dropped.
     pub fn spawn_state_poll(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(self);
-        let period = self.settings.state_poll_interval;
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(period);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(manager) = weak.upgrade() else {
-                    return;
-                };
-                manager.follow_shared_state().await;
-            }
+        self.spawn_every(self.settings.state_poll_interval, |manager| async move {
+            manager.follow_shared_state().await
         })
     }
 }

@@ -3,7 +3,7 @@
 use nebula_core::manager::ManagerSettings;
 use nebula_core::NebulaConfig;
 use nebula_grpc::server::{serve_bound, BoundListener};
-use nebula_grpc::{GrpcEndpoint, HostSource, ServeOptions};
+use nebula_grpc::{stop_signal, GrpcEndpoint, HostSource, ServeOptions};
 use std::io::Write;
 
 use super::StartupError;
@@ -72,20 +72,4 @@ pub(super) async fn serve_plugin(
     serve_bound((registration.factory())(), listener, options, stop_signal())
         .await
         .map_err(StartupError::Serve)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
