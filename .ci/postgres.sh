@@ -32,6 +32,16 @@ if ! pg_lsclusters -h | awk '{print $2}' | grep -qx "$CLUSTER"; then
   mv "$conf/pg_hba.conf.new" "$conf/pg_hba.conf"
   chown postgres:postgres "$conf/pg_hba.conf"
 fi
+# A test cluster: durability is traded for speed (each test creates a database), and there are
+# enough connections for two servers' pools and the tests' own. Rewritten on every run; a
+# running cluster whose settings changed is restarted.
+settings=/etc/postgresql/$VERSION/$CLUSTER/conf.d/nebula-test.conf
+wanted=$'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300'
+if [ "$(cat "$settings" 2>/dev/null)" != "$wanted" ]; then
+  printf '%s\n' "$wanted" >"$settings"
+  chown postgres:postgres "$settings"
+  pg_ctlcluster --skip-systemctl-redirect "$VERSION" "$CLUSTER" stop >&2 2>/dev/null || true
+fi
 if ! pg_lsclusters -h | awk -v c="$CLUSTER" '$2 == c {print $4}' | grep -qx online; then
   pg_ctlcluster --skip-systemctl-redirect "$VERSION" "$CLUSTER" start >&2
 fi

@@ -8,7 +8,7 @@ use nebula_plugin_api::{SyncOutcome, SYSTEM_DB_NAME};
 
 use crate::storage::schema::users;
 use crate::storage::user_rows::{upsert_user, UserUpsert};
-use crate::storage::{unix_now, Database, StorageError};
+use crate::storage::{on_backend, unix_now, Database, StorageError};
 
 /// A `system.db` user as authentication sees it. Its `Debug` hides the password hash.
 #[derive(Clone, PartialEq, Eq)]
@@ -81,13 +81,13 @@ impl AccountStore {
         let username = username.to_owned();
         self.db
             .read(move |conn| {
-                Ok(users::table
+                Ok(on_backend!(conn, conn => users::table
                     .filter(users::db_name.eq(SYSTEM_DB_NAME))
                     .filter(users::username.eq(&username))
                     .select(ACCOUNT_COLUMNS)
                     .first::<AccountRow>(conn)
-                    .optional()?
-                    .map(account))
+                    .optional())?
+                .map(account))
             })
             .await
     }
@@ -96,13 +96,13 @@ impl AccountStore {
     pub async fn by_id(&self, id: i64) -> Result<Option<Account>, StorageError> {
         self.db
             .read(move |conn| {
-                Ok(users::table
+                Ok(on_backend!(conn, conn => users::table
                     .filter(users::db_name.eq(SYSTEM_DB_NAME))
                     .filter(users::id.eq(id))
                     .select(ACCOUNT_COLUMNS)
                     .first::<AccountRow>(conn)
-                    .optional()?
-                    .map(account))
+                    .optional())?
+                .map(account))
             })
             .await
     }
@@ -143,7 +143,7 @@ impl AccountStore {
         let username = username.to_owned();
         self.db
             .write(move |conn| {
-                let n = diesel::update(
+                let n = on_backend!(conn, conn => diesel::update(
                     users::table
                         .filter(users::db_name.eq(SYSTEM_DB_NAME))
                         .filter(users::username.eq(&username)),
@@ -153,7 +153,7 @@ impl AccountStore {
                     users::is_staff.eq(is_staff),
                     users::updated_at.eq(unix_now()),
                 ))
-                .execute(conn)?;
+                .execute(conn))?;
                 if n == 0 {
                     return Err(StorageError::NotFound(format!(
                         "user '{username}' not found in '{SYSTEM_DB_NAME}'"

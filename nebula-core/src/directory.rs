@@ -8,7 +8,7 @@ use nebula_plugin_api::{DirectoryUser, IdentityRole, SyncOutcome, SyncUser};
 
 use crate::storage::schema::{identity_roles, user_identity_tags, users};
 use crate::storage::user_rows::{upsert_user, UserUpsert};
-use crate::storage::{unix_now, Database, DbConnection, StorageError};
+use crate::storage::{on_backend, unix_now, Database, DbConnection, StorageError};
 
 /// Users written in one transaction by [`IdentityDirectory::sync_users`]: large enough that a
 /// 10,000-user sync is 20 commits, small enough that a writer holds the lock briefly.
@@ -92,7 +92,7 @@ impl IdentityDirectory {
         let db_name = db_name.to_owned();
         self.db
             .read(move |conn| {
-                let rows = users::table
+                let rows = on_backend!(conn, conn => users::table
                     .left_join(
                         user_identity_tags::table.on(user_identity_tags::db_name
                             .eq(users::db_name)
@@ -109,7 +109,7 @@ impl IdentityDirectory {
                         users::is_staff,
                         user_identity_tags::role_tag.nullable(),
                     ))
-                    .load::<(String, Option<String>, bool, bool, Option<String>)>(conn)?;
+                    .load::<(String, Option<String>, bool, bool, Option<String>)>(conn))?;
                 Ok(rows
                     .into_iter()
                     .map(
@@ -142,11 +142,11 @@ impl IdentityDirectory {
         );
         self.db
             .write(move |conn| {
-                let exists: i64 = users::table
+                let exists: i64 = on_backend!(conn, conn => users::table
                     .filter(users::db_name.eq(&db_name))
                     .filter(users::username.eq(&username))
                     .count()
-                    .get_result(conn)?;
+                    .get_result(conn))?;
                 if exists == 0 {
                     return Err(StorageError::NotFound(format!(
                         "user '{username}' not found in '{db_name}'"
@@ -161,14 +161,14 @@ impl IdentityDirectory {
     pub async fn list_roles(&self) -> Result<Vec<IdentityRole>, StorageError> {
         self.db
             .read(|conn| {
-                let rows = identity_roles::table
+                let rows = on_backend!(conn, conn => identity_roles::table
                     .order(identity_roles::name.asc())
                     .select((
                         identity_roles::name,
                         identity_roles::description,
                         identity_roles::is_staff,
                     ))
-                    .load::<(String, String, bool)>(conn)?;
+                    .load::<(String, String, bool)>(conn))?;
                 Ok(rows
                     .into_iter()
                     .map(|(name, description, is_staff)| IdentityRole {
@@ -192,7 +192,7 @@ impl IdentityDirectory {
         self.db
             .write(move |conn| {
                 let now = unix_now();
-                diesel::insert_into(identity_roles::table)
+                on_backend!(conn, conn => diesel::insert_into(identity_roles::table)
                     .values((
                         identity_roles::name.eq(&role.name),
                         identity_roles::description.eq(&role.description),
@@ -208,7 +208,7 @@ impl IdentityDirectory {
                         identity_roles::updated_by.eq(&updated_by),
                         identity_roles::updated_at.eq(now),
                     ))
-                    .execute(conn)?;
+                    .execute(conn))?;
                 Ok(())
             })
             .await
@@ -250,7 +250,7 @@ fn upsert_tag(
     updated_by: &str,
 ) -> Result<(), StorageError> {
     let now = unix_now();
-    diesel::insert_into(user_identity_tags::table)
+    on_backend!(conn, conn => diesel::insert_into(user_identity_tags::table)
         .values((
             user_identity_tags::db_name.eq(db_name),
             user_identity_tags::username.eq(username),
@@ -265,6 +265,6 @@ fn upsert_tag(
             user_identity_tags::updated_by.eq(updated_by),
             user_identity_tags::updated_at.eq(now),
         ))
-        .execute(conn)?;
+        .execute(conn))?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::storage::schema::events;
-use crate::storage::{unix_now, Database, StorageError};
+use crate::storage::{on_backend, unix_now, Database, StorageError};
 
 /// Most events one [`EventBus::list`] call returns.
 pub const MAX_EVENT_PAGE: u32 = 1000;
@@ -42,14 +42,14 @@ impl EventBus {
             .write(move |conn| {
                 let created_at = unix_now();
                 let text = payload.to_string();
-                let id = diesel::insert_into(events::table)
+                let id = on_backend!(conn, conn => diesel::insert_into(events::table)
                     .values((
                         events::name.eq(&name),
                         events::payload.eq(&text),
                         events::created_at.eq(created_at),
                     ))
                     .returning(events::id)
-                    .get_result::<i64>(conn)?;
+                    .get_result::<i64>(conn))?;
                 Ok(Event {
                     id,
                     name,
@@ -82,7 +82,7 @@ impl EventBus {
         let before = before.unwrap_or(i64::MAX);
         self.db
             .read(move |conn| {
-                let rows = events::table
+                let rows = on_backend!(conn, conn => events::table
                     .filter(events::name.ge(&lower))
                     .filter(events::name.lt(&upper))
                     .filter(events::id.lt(before))
@@ -94,7 +94,7 @@ impl EventBus {
                         events::payload,
                         events::created_at,
                     ))
-                    .load::<(i64, String, String, f64)>(conn)?;
+                    .load::<(i64, String, String, f64)>(conn))?;
                 Ok(rows
                     .into_iter()
                     .map(|(id, name, payload, created_at)| Event {

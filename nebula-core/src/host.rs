@@ -18,7 +18,7 @@ impl From<StorageError> for PluginError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NotFound(m) => PluginError::NotFound(m),
-            StorageError::Unavailable(_) | StorageError::Task(_) => {
+            e if e.is_unavailable() || matches!(e, StorageError::Task(_)) => {
                 PluginError::Unavailable(e.to_string())
             }
             other => PluginError::Internal(other.to_string()),

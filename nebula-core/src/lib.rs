@@ -30,6 +30,10 @@ pub mod manager;
 pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
+// Public (hidden) for `each_backend!`; its users see it as `testing::TestDatabase`.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod test_database;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -34,6 +34,8 @@ use std::collections::BTreeMap;
 
 use nebula_plugin_api::{DirectoryUser, IdentityRole, JsonObject, Scope, SyncRequest, SyncUser};
 
+pub use crate::test_database::{TestDatabase, POSTGRES_URL_ENV};
+
 use crate::config::PluginSettings;
 use crate::events::MAX_EVENT_PAGE;
 use crate::{

@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel::sql_types::{Double, Text};
 
 use crate::storage::schema::{plugin_state, plugin_sync_leases};
-use crate::storage::{unix_now, Database, StorageError};
+use crate::storage::{on_backend, unix_now, Database, StorageError};
 
 /// Reads and writes `plugin_state`.
 #[derive(Debug, Clone)]
@@ -27,11 +26,11 @@ impl PluginStateStore {
         let name = name.to_owned();
         self.db
             .read(move |conn| {
-                let row = plugin_state::table
+                let row = on_backend!(conn, conn => plugin_state::table
                     .filter(plugin_state::name.eq(&name))
                     .select((plugin_state::enabled, plugin_state::reason))
                     .first::<(bool, String)>(conn)
-                    .optional()?;
+                    .optional())?;
                 Ok(match row {
                     Some((false, reason)) if reason.is_empty() => Some("disabled".to_owned()),
                     Some((false, reason)) => Some(reason),
@@ -52,7 +51,7 @@ impl PluginStateStore {
         self.db
             .write(move |conn| {
                 let now = unix_now();
-                diesel::insert_into(plugin_state::table)
+                on_backend!(conn, conn => diesel::insert_into(plugin_state::table)
                     .values((
                         plugin_state::name.eq(&name),
                         plugin_state::enabled.eq(enabled),
@@ -66,7 +65,7 @@ impl PluginStateStore {
                         plugin_state::updated_at.eq(now),
                         plugin_state::reason.eq(&reason),
                     ))
-                    .execute(conn)?;
+                    .execute(conn))?;
                 Ok(())
             })
             .await
@@ -76,13 +75,13 @@ impl PluginStateStore {
     pub async fn all(&self) -> Result<Vec<(String, bool, String)>, StorageError> {
         self.db
             .read(|conn| {
-                Ok(plugin_state::table
+                Ok(on_backend!(conn, conn => plugin_state::table
                     .select((
                         plugin_state::name,
                         plugin_state::enabled,
                         plugin_state::reason,
                     ))
-                    .load(conn)?)
+                    .load(conn))?)
             })
             .await
     }
@@ -103,20 +102,40 @@ impl PluginStateStore {
             .write(move |conn| {
                 let now = unix_now();
                 let expires_at = now + ttl.as_secs_f64();
-                // diesel's DSL has no `DO UPDATE … WHERE` for SQLite; the statement is
-                // standard (SQLite 3.24+, PostgreSQL 9.5+).
-                let taken = diesel::sql_query(
-                    "INSERT INTO plugin_sync_leases (name, holder, expires_at) VALUES (?, ?, ?) \
-                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
-                     expires_at = excluded.expires_at \
-                     WHERE plugin_sync_leases.expires_at < ? \
-                     OR plugin_sync_leases.holder = excluded.holder",
-                )
-                .bind::<Text, _>(&name)
-                .bind::<Text, _>(&holder)
-                .bind::<Double, _>(expires_at)
-                .bind::<Double, _>(now)
-                .execute(conn)?;
+                // Two statements in the write transaction, each race-free on its own: a new
+                // row, or the one row updated only where the lease is free or already ours.
+                // On PostgreSQL a concurrent update of the row waits for the other to commit
+                // and then re-checks the condition against the new row, so only one wins; on
+                // SQLite the write transaction already runs alone.
+                let taken = on_backend!(conn, conn => {
+                    let inserted = diesel::insert_into(plugin_sync_leases::table)
+                        .values((
+                            plugin_sync_leases::name.eq(&name),
+                            plugin_sync_leases::holder.eq(&holder),
+                            plugin_sync_leases::expires_at.eq(expires_at),
+                        ))
+                        .on_conflict(plugin_sync_leases::name)
+                        .do_nothing()
+                        .execute(conn)?;
+                    if inserted == 1 {
+                        1
+                    } else {
+                        diesel::update(
+                            plugin_sync_leases::table
+                                .filter(plugin_sync_leases::name.eq(&name))
+                                .filter(
+                                    plugin_sync_leases::expires_at
+                                        .lt(now)
+                                        .or(plugin_sync_leases::holder.eq(&holder)),
+                                ),
+                        )
+                        .set((
+                            plugin_sync_leases::holder.eq(&holder),
+                            plugin_sync_leases::expires_at.eq(expires_at),
+                        ))
+                        .execute(conn)?
+                    }
+                });
                 Ok(taken == 1)
             })
             .await
@@ -127,12 +146,12 @@ impl PluginStateStore {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.db
             .write(move |conn| {
-                diesel::delete(
+                on_backend!(conn, conn => diesel::delete(
                     plugin_sync_leases::table
                         .filter(plugin_sync_leases::name.eq(&name))
                         .filter(plugin_sync_leases::holder.eq(&holder)),
                 )
-                .execute(conn)?;
+                .execute(conn))?;
                 Ok(())
             })
             .await
@@ -211,16 +230,16 @@ impl Drop for SyncLease {
 mod tests {
     use super::*;
 
-    async fn store() -> (PluginStateStore, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("nebula.db").display());
-        let db = Database::open_async(&url, 2).await.unwrap();
-        (PluginStateStore::new(db), dir)
+    use crate::test_database::TestDatabase;
+
+    async fn store(db: &TestDatabase) -> PluginStateStore {
+        PluginStateStore::new(Database::open_async(db.url(), 8).await.unwrap())
     }
 
+    crate::each_backend! {
     #[tokio::test]
-    async fn a_lease_is_exclusive_until_released_or_expired() {
-        let (store, _dir) = store().await;
+    async fn a_lease_is_exclusive_until_released_or_expired(db) {
+        let store = store(db).await;
         let ttl = Duration::from_secs(60);
         assert!(store.take_sync_lease("p", "a", ttl).await.unwrap());
         assert!(
@@ -254,8 +273,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropping_a_lease_releases_it() {
-        let (store, _dir) = store().await;
+    async fn dropping_a_lease_releases_it(db) {
+        let store = store(db).await;
         let lease = SyncLease::take(&store, "p", "a", Duration::from_secs(60))
             .await
             .unwrap()
@@ -277,5 +296,35 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "never released");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Many takers at once, as instances racing for one plugin's sync: exactly one wins,
+    /// both for a new lease and for an expired one taken over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_takers_get_one_lease(db) {
+        let store = store(db).await;
+        for (plugin, previous) in [("fresh", None), ("expired", Some("dead"))] {
+            if let Some(dead) = previous {
+                assert!(store.take_sync_lease(plugin, dead, Duration::ZERO).await.unwrap());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let racers: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        store
+                            .take_sync_lease(plugin, &format!("holder-{i}"), Duration::from_secs(60))
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut winners = 0;
+            for racer in racers {
+                winners += usize::from(racer.await.unwrap());
+            }
+            assert_eq!(winners, 1, "{plugin}: one lease, one winner");
+        }
+    }
     }
 }

@@ -1,14 +1,18 @@
-//! Storage: one diesel connection pool, used only from the blocking thread pool.
+//! Storage: one pool of database connections, used only from the blocking thread pool.
 //!
 //! Every query of the crate goes through [`Database::read`] or [`Database::write`], which move
-//! the work onto tokio's blocking pool so an async worker thread never waits for the disk or a
-//! lock. `write` runs its closure in one transaction that takes the write lock up front
-//! (`BEGIN IMMEDIATE` on SQLite), so two writers never deadlock upgrading a read lock.
+//! the work onto tokio's blocking pool so an async worker thread never waits for the disk, the
+//! network or a lock. `write` runs its closure in one transaction (on SQLite one that takes
+//! the write lock up front, `BEGIN IMMEDIATE`, so two writers never deadlock upgrading a read
+//! lock).
 //!
-//! Only SQLite is built today; the schema uses no SQLite-only feature and writes are upserts
-//! (`ON CONFLICT`), so PostgreSQL is one more variant of [`DbConnection`] (a diesel
-//! `MultiConnection`) plus its migrations directory, not a rewrite. See `docs/ARCHITECTURE.md`.
+//! Two backends (SPEC §4): SQLite, the embedded default, and PostgreSQL (feature `postgres`),
+//! chosen at run time by `database.url`. One code path for queries: [`DbConnection`] is either
+//! connection and each query is written once inside `on_backend!` (`connection.rs`). Each
+//! backend has its migrations directory (`migrations/sqlite`, `migrations/postgres`), kept in
+//! step (same versions, same tables; checked by the tests).
 
+mod connection;
 pub(crate) mod schema;
 pub(crate) mod user_rows;
 
@@ -16,15 +20,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
-use diesel::sqlite::SqliteConnection;
-use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use r2d2::Pool;
 
-/// The connection type every query is written against.
-pub type DbConnection = SqliteConnection;
+pub(crate) use connection::on_backend;
+use connection::ConnectionManager;
+pub use connection::DbConnection;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+#[cfg(feature = "postgres")]
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// How long work waits for a connection by default (`database.connect_timeout_sec`).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,12 +43,13 @@ pub enum StorageError {
     /// The database URL cannot be used.
     #[error("database.url '{url}': {reason}")]
     BadUrl {
-        /// The URL as configured.
+        /// The URL as configured (its password, if any, replaced by `***`).
         url: String,
         /// Why it cannot be used.
         reason: String,
     },
-    /// No connection could be had (file not writable, pool exhausted past its timeout…).
+    /// No connection could be had (file not writable, server down, pool exhausted past its
+    /// timeout…).
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// Migrations failed.
@@ -60,19 +66,63 @@ pub enum StorageError {
     Task(String),
 }
 
+impl StorageError {
+    /// Whether the database could not be reached (as opposed to a query it refused): what
+    /// answers `503` rather than `500`. A PostgreSQL connection that dies mid-query surfaces as
+    /// a query error whose text says so.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StorageError::Unavailable(_) => true,
+            StorageError::Query(diesel::result::Error::DatabaseError(kind, info)) => {
+                matches!(kind, diesel::result::DatabaseErrorKind::ClosedConnection)
+                    || connection_lost(info.message())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// libpq's words for a connection that went away under a query.
+fn connection_lost(message: &str) -> bool {
+    const LOST: [&str; 5] = [
+        "server closed the connection",
+        "terminating connection",
+        "connection to server",
+        "no connection to the server",
+        "could not receive data from server",
+    ];
+    LOST.iter().any(|words| message.contains(words))
+}
+
 /// Where the database lives, parsed from `database.url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseLocation {
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL server: the URL as libpq takes it (feature `postgres`).
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseLocation::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            #[cfg(feature = "postgres")]
+            DatabaseLocation::Postgres(url) => {
+                f.debug_tuple("Postgres").field(&redact_url(url)).finish()
+            }
+        }
+    }
 }
 
 impl DatabaseLocation {
-    /// Parses `sqlite://RELATIVE/PATH`, `sqlite:///ABSOLUTE/PATH` (or a `postgres://` URL, which
-    /// this build refuses with a clear reason).
+    /// Parses `sqlite://RELATIVE/PATH`, `sqlite:///ABSOLUTE/PATH` or `postgres://…` /
+    /// `postgresql://…` (the latter only in a build with the `postgres` feature; otherwise a
+    /// clear error naming the feature).
     pub fn parse(url: &str) -> Result<Self, StorageError> {
         let bad = |reason: &str| StorageError::BadUrl {
-            url: url.to_owned(),
+            url: redact_url(url),
             reason: reason.to_owned(),
         };
         if let Some(path) = url.strip_prefix("sqlite://") {
@@ -84,42 +134,63 @@ impl DatabaseLocation {
             return Ok(DatabaseLocation::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(bad("PostgreSQL is not supported by this build yet"));
+            #[cfg(feature = "postgres")]
+            return Ok(DatabaseLocation::Postgres(url.to_owned()));
+            #[cfg(not(feature = "postgres"))]
+            return Err(bad(
+                "this build has no PostgreSQL support; build nebula-server with the cargo \
+                 feature `postgres` (on by default)",
+            ));
         }
-        Err(bad("expected a sqlite:// URL"))
+        Err(bad("expected a sqlite:// or postgres:// URL"))
     }
 
-    /// The directory that holds the database file; generated secrets are stored beside it.
+    /// The directory that holds generated secrets: beside the SQLite file, or `data` (under the
+    /// working directory) with PostgreSQL, where several instances should rather share their
+    /// secrets through the environment (`docs/SCALING.md`).
     pub fn data_dir(&self) -> PathBuf {
         match self {
             DatabaseLocation::Sqlite(path) => match path.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
                 _ => PathBuf::from("."),
             },
+            #[cfg(feature = "postgres")]
+            DatabaseLocation::Postgres(_) => PathBuf::from("data"),
+        }
+    }
+
+    /// The backend's name, as logs and `/readyz` say it.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DatabaseLocation::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            DatabaseLocation::Postgres(_) => "postgres",
         }
     }
 }
 
-/// Per-connection settings applied when the pool opens a connection.
-#[derive(Debug)]
-struct SqlitePragmas;
+/// The password of a `postgres://user:password@host/…` URL, if it has one.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1)
+}
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // synchronous=NORMAL is durable against process kills in WAL mode (only an OS crash can
-        // lose the last commits); foreign keys stay off because the schema has none.
-        conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL;",
-            BUSY_TIMEOUT.as_millis()
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
+/// `url` with its password, if any, replaced by `***`: what logs and errors may show.
+pub fn redact_url(url: &str) -> String {
+    match url_password(url) {
+        Some(password) if !password.is_empty() => {
+            url.replacen(&format!(":{password}@"), ":***@", 1)
+        }
+        _ => url.to_owned(),
     }
 }
 
 /// A pool of database connections.
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool<ConnectionManager<DbConnection>>,
+    pool: Pool<ConnectionManager>,
     location: DatabaseLocation,
 }
 
@@ -132,8 +203,8 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// Opens (creating the file and its directory when missing) and migrates the database.
-    /// Blocking: call it from a blocking context, or use [`Database::open_async`].
+    /// Opens (creating a SQLite file and its directory when missing) and migrates the
+    /// database. Blocking: call it from a blocking context, or use [`Database::open_async`].
     pub fn open(url: &str, pool_size: u32) -> Result<Self, StorageError> {
         Self::open_with(url, pool_size, DEFAULT_CONNECT_TIMEOUT)
     }
@@ -145,33 +216,29 @@ impl Database {
         pool_size: u32,
         connect_timeout: Duration,
     ) -> Result<Self, StorageError> {
-        let location = DatabaseLocation::parse(url)?;
-        let DatabaseLocation::Sqlite(path) = &location;
-        prepare_sqlite_file(path)?;
-        let path_str = path.to_str().ok_or_else(|| StorageError::BadUrl {
-            url: url.to_owned(),
-            reason: "path is not valid UTF-8".into(),
-        })?;
-        // WAL is a property of the file: set it once, before the pool opens connections.
-        let mut first = SqliteConnection::establish(path_str)
-            .map_err(|e| StorageError::Unavailable(format!("{}: {e}", path.display())))?;
-        first
-            .batch_execute(&format!(
-                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL;",
-                BUSY_TIMEOUT.as_millis()
-            ))
-            .map_err(StorageError::Query)?;
-        first
-            .run_pending_migrations(SQLITE_MIGRATIONS)
-            .map_err(|e| StorageError::Migration(e.to_string()))?;
+        let location = match DatabaseLocation::parse(url)? {
+            DatabaseLocation::Sqlite(path) => {
+                prepare_sqlite_file(&path)?;
+                DatabaseLocation::Sqlite(path)
+            }
+            #[cfg(feature = "postgres")]
+            DatabaseLocation::Postgres(url) => {
+                DatabaseLocation::Postgres(with_connect_timeout(&url, connect_timeout))
+            }
+        };
+        let mut first = DbConnection::establish(&location)?;
+        migrate(&mut first)?;
         drop(first);
 
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
             .connection_timeout(connect_timeout)
-            .connection_customizer(Box::new(SqlitePragmas))
-            .build(ConnectionManager::<DbConnection>::new(path_str))
-            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            // Connections are opened when needed: a server whose database is down at a
+            // moment still starts its pool, and answers 503 until it is back.
+            .min_idle(Some(0))
+            .build_unchecked(ConnectionManager {
+                location: location.clone(),
+            });
         Ok(Database { pool, location })
     }
 
@@ -197,7 +264,7 @@ impl Database {
     /// timeout. What `GET /readyz` asks.
     pub async fn ping(&self) -> Result<(), StorageError> {
         self.read(|conn| {
-            conn.batch_execute("SELECT 1")?;
+            on_backend!(conn, c => c.batch_execute("SELECT 1"))?;
             Ok(())
         })
         .await
@@ -206,6 +273,15 @@ impl Database {
     /// Where the database lives.
     pub fn location(&self) -> &DatabaseLocation {
         &self.location
+    }
+
+    /// Connections open now: (in use, idle).
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (
+            state.connections.saturating_sub(state.idle_connections),
+            state.idle_connections,
+        )
     }
 
     /// Runs read-only work on the blocking pool.
@@ -231,9 +307,48 @@ impl Database {
         F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
         T: Send + 'static,
     {
-        self.read(move |conn| conn.immediate_transaction(work))
+        self.read(move |conn| conn.run_in_transaction(true, work))
             .await
     }
+}
+
+/// Brings the schema up to date. On SQLite it also switches the file to WAL (a property of
+/// the file, set once before the pool opens connections). On PostgreSQL several instances may
+/// start at once: a session advisory lock lets one migrate while the others wait.
+fn migrate(conn: &mut DbConnection) -> Result<(), StorageError> {
+    let failed =
+        |e: Box<dyn std::error::Error + Send + Sync>| StorageError::Migration(e.to_string());
+    match conn {
+        DbConnection::Sqlite(c) => {
+            c.batch_execute("PRAGMA journal_mode = WAL;")?;
+            c.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(failed)?;
+        }
+        #[cfg(feature = "postgres")]
+        DbConnection::Postgres(c) => {
+            /// Any constant shared by every instance: "Nebula migrations".
+            const MIGRATION_LOCK: i64 = 0x4e45_4255_4c41;
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+            let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
+            // The lock is the session's: it also ends when this connection is dropped.
+            let _ = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+            result.map_err(failed)?;
+        }
+    }
+    Ok(())
+}
+
+/// libpq waits for an unreachable server as long as TCP does (minutes) unless told: bound
+/// each connection attempt by the connect timeout, unless the URL says otherwise.
+#[cfg(feature = "postgres")]
+fn with_connect_timeout(url: &str, timeout: Duration) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    // libpq's minimum is 2 s; it counts whole seconds.
+    let seconds = timeout.as_secs().max(2);
+    format!("{url}{separator}connect_timeout={seconds}")
 }
 
 /// Creates the data directory (0700) and the database file (0600) before SQLite opens it:
@@ -395,8 +510,7 @@ mod tests {
         let db = Database::open(&url, 2).unwrap();
         // A write, so that SQLite has created its -wal and -shm files.
         let mut conn = db.pool.get().unwrap();
-        diesel::sql_query("CREATE TABLE probe (x INTEGER)")
-            .execute(&mut conn)
+        on_backend!(&mut *conn, c => diesel::sql_query("CREATE TABLE probe (x INTEGER)").execute(c))
             .unwrap();
         let dir = db_path.parent().unwrap();
         assert_eq!(mode(dir), 0o700, "{}", dir.display());
@@ -415,8 +529,7 @@ mod tests {
         let url = format!("sqlite://{}", db_path.display());
         let db = Database::open(&url, 1).unwrap();
         let mut conn = db.pool.get().unwrap();
-        diesel::sql_query("CREATE TABLE probe (x INTEGER)")
-            .execute(&mut conn)
+        on_backend!(&mut *conn, c => diesel::sql_query("CREATE TABLE probe (x INTEGER)").execute(c))
             .unwrap();
         let wal = tmp.path().join("nebula.db-wal");
         // As an older release left them (and as the issue found them): 0644.

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use nebula_plugin_api::SyncOutcome;
 
 use super::schema::users;
-use super::{unix_now, DbConnection, StorageError};
+use super::{on_backend, unix_now, DbConnection, StorageError};
 
 /// The password hash of a user that cannot log in (the column's default).
 pub(crate) const UNUSABLE_PASSWORD: &str = "!";
@@ -43,35 +43,37 @@ pub(crate) fn upsert_user(
     user: &UserUpsert<'_>,
 ) -> Result<SyncOutcome, StorageError> {
     let now = unix_now();
-    let inserted = diesel::insert_into(users::table)
-        .values((
-            users::db_name.eq(user.db_name),
-            users::username.eq(user.username),
-            users::email.eq(user.email),
-            users::is_active.eq(user.is_active),
-            users::is_staff.eq(user.is_staff.unwrap_or(false)),
-            users::password_hash.eq(user.password_hash.unwrap_or(UNUSABLE_PASSWORD)),
-            users::created_at.eq(now),
-            users::updated_at.eq(now),
-        ))
-        .on_conflict((users::db_name, users::username))
-        .do_nothing()
+    on_backend!(conn, conn => {
+        let inserted = diesel::insert_into(users::table)
+            .values((
+                users::db_name.eq(user.db_name),
+                users::username.eq(user.username),
+                users::email.eq(user.email),
+                users::is_active.eq(user.is_active),
+                users::is_staff.eq(user.is_staff.unwrap_or(false)),
+                users::password_hash.eq(user.password_hash.unwrap_or(UNUSABLE_PASSWORD)),
+                users::created_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .on_conflict((users::db_name, users::username))
+            .do_nothing()
+            .execute(conn)?;
+        if inserted == 1 {
+            return Ok(SyncOutcome::Created);
+        }
+        diesel::update(
+            users::table
+                .filter(users::db_name.eq(user.db_name))
+                .filter(users::username.eq(user.username)),
+        )
+        .set(UserChanges {
+            email: user.email,
+            is_active: user.is_active,
+            is_staff: user.is_staff,
+            password_hash: user.password_hash,
+            updated_at: now,
+        })
         .execute(conn)?;
-    if inserted == 1 {
-        return Ok(SyncOutcome::Created);
-    }
-    diesel::update(
-        users::table
-            .filter(users::db_name.eq(user.db_name))
-            .filter(users::username.eq(user.username)),
-    )
-    .set(UserChanges {
-        email: user.email,
-        is_active: user.is_active,
-        is_staff: user.is_staff,
-        password_hash: user.password_hash,
-        updated_at: now,
-    })
-    .execute(conn)?;
+    });
     Ok(SyncOutcome::Updated)
 }
