@@ -6,7 +6,7 @@
 #
 #   eval "$(.ci/postgres.sh)"    # sets NEBULA_TEST_POSTGRES_URL
 #
-# `.ci/postgres.sh stop` stops the cluster. Each test run creates and drops its own database on
+# `.ci/postgres.sh stop` stops the cluster (`.ci/run` does, if it started it). Each test run creates and drops its own database on
 # it. A developer runs the same script. Needs root (apt-get, and the `postgres` system user).
 set -euo pipefail
 PORT=${NEBULA_PG_PORT:-54329}
@@ -33,17 +33,19 @@ if ! pg_lsclusters -h | awk '{print $2}' | grep -qx "$CLUSTER"; then
   chown postgres:postgres "$conf/pg_hba.conf"
 fi
 # A test cluster: durability is traded for speed (each test creates a database), and there are
-# enough connections for two servers' pools and the tests' own. Rewritten on every run; a
+# enough connections for two servers' pools and the tests' own; no TLS on loopback. Rewritten on every run; a
 # running cluster whose settings changed is restarted.
 settings=/etc/postgresql/$VERSION/$CLUSTER/conf.d/nebula-test.conf
-wanted=$'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300'
+wanted=$'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300\nssl = off'
 if [ "$(cat "$settings" 2>/dev/null)" != "$wanted" ]; then
   printf '%s\n' "$wanted" >"$settings"
   chown postgres:postgres "$settings"
   pg_ctlcluster --skip-systemctl-redirect "$VERSION" "$CLUSTER" stop >&2 2>/dev/null || true
 fi
+started=0
 if ! pg_lsclusters -h | awk -v c="$CLUSTER" '$2 == c {print $4}' | grep -qx online; then
   pg_ctlcluster --skip-systemctl-redirect "$VERSION" "$CLUSTER" start >&2
+  started=1
 fi
 for _ in $(seq 50); do
   su postgres -c "psql -p $PORT -tAc 'select 1'" >/dev/null 2>&1 && break
@@ -52,3 +54,5 @@ done
 su postgres -c "psql -p $PORT -tAc \"select 1 from pg_roles where rolname = 'nebula'\"" | grep -q 1 \
   || su postgres -c "psql -p $PORT -qc 'create role nebula login superuser'" >&2
 echo "export NEBULA_TEST_POSTGRES_URL=postgres://nebula@127.0.0.1:$PORT/postgres"
+# Whether this call started the cluster (so that only such a caller stops it again).
+echo "export NEBULA_TEST_POSTGRES_STARTED=$started"

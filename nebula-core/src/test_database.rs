@@ -8,7 +8,6 @@
 //! fails: CI sets it, so CI really runs them.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::NebulaConfig;
 
@@ -44,10 +43,10 @@ impl TestDatabase {
     /// with a note on stderr, when it is unset or this build has no PostgreSQL support.
     pub fn postgres() -> Result<Option<TestDatabase>, String> {
         let Ok(admin_url) = std::env::var(POSTGRES_URL_ENV) else {
-            eprintln!(
-                "PostgreSQL tests skipped: {POSTGRES_URL_ENV} is not set \
+            skipped(&format!(
+                "{POSTGRES_URL_ENV} is not set \
                  (eval \"$(.ci/postgres.sh)\" starts a server and sets it)"
-            );
+            ));
             return Ok(None);
         };
         Self::postgres_at(&admin_url)
@@ -55,15 +54,17 @@ impl TestDatabase {
 
     #[cfg(not(feature = "postgres"))]
     fn postgres_at(_admin_url: &str) -> Result<Option<TestDatabase>, String> {
-        eprintln!(
-            "PostgreSQL tests skipped: built without the `postgres` feature of nebula-core \
-             (cargo test --workspace enables it)"
+        skipped(
+            "built without the `postgres` feature of nebula-core \
+             (cargo test --workspace enables it)",
         );
         Ok(None)
     }
 
     #[cfg(feature = "postgres")]
     fn postgres_at(admin_url: &str) -> Result<Option<TestDatabase>, String> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+
         use diesel::connection::SimpleConnection;
         use diesel::Connection;
 
@@ -101,6 +102,17 @@ impl TestDatabase {
         self.backend
     }
 
+    /// For a PostgreSQL database: the server's URL as `NEBULA_TEST_POSTGRES_URL` gave it and
+    /// this database's name (for a test that acts on the server, such as cutting the
+    /// database's connections).
+    pub fn postgres_admin(&self) -> Option<(&str, &str)> {
+        #[cfg(feature = "postgres")]
+        if let Some(dropper) = &self._dropper {
+            return Some((&dropper.admin_url, &dropper.name));
+        }
+        None
+    }
+
     /// A temporary directory that lives as long as the database, for the test's other files
     /// (and the SQLite file itself).
     pub fn dir(&self) -> &Path {
@@ -113,6 +125,19 @@ impl TestDatabase {
         config.database.url = self.url.clone();
         config
     }
+}
+
+/// Says once per test binary, on the terminal (not into the test's captured output, which
+/// `cargo test` shows only for failures), that the PostgreSQL half of its tests was skipped.
+fn skipped(why: &str) {
+    use std::io::Write;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: PostgreSQL tests skipped (they pass without running): {why}"
+        );
+    });
 }
 
 /// Drops a test's PostgreSQL database when the test ends.
@@ -163,10 +188,25 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+impl TestDatabase {
+    /// [`TestDatabase::sqlite`] for `each_backend!`: panics (failing the test) on error.
+    #[doc(hidden)]
+    pub fn sqlite_for_test() -> TestDatabase {
+        TestDatabase::sqlite().unwrap_or_else(|e| panic!("a temporary directory for SQLite: {e}"))
+    }
+
+    /// [`TestDatabase::postgres`] for `each_backend!`: panics (failing the test) when
+    /// PostgreSQL was asked for and cannot be had.
+    #[doc(hidden)]
+    pub fn postgres_for_test() -> Option<TestDatabase> {
+        TestDatabase::postgres().unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 /// Writes a test once and runs it on each backend: a module named after the test with one
 /// test per backend, `sqlite` and `postgres` (the latter skipped, with a note, unless
-/// `NEBULA_TEST_POSTGRES_URL` is set). The attributes (such as `#[tokio::test]`) apply to
-/// both.
+/// `NEBULA_TEST_POSTGRES_URL` is set). The attributes (such as `#[tokio::test]` or
+/// `#[test]`) apply to both; the function may be `async` or not.
 ///
 /// ```ignore
 /// nebula_core::each_backend! {
@@ -179,7 +219,8 @@ fn with_database(url: &str, name: &str) -> String {
 /// ```
 #[macro_export]
 macro_rules! each_backend {
-    ($($(#[$meta:meta])* async fn $name:ident($db:ident) $body:block)*) => {$(
+    () => {};
+    ($(#[$meta:meta])* async fn $name:ident($db:ident) $body:block $($rest:tt)*) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -188,21 +229,39 @@ macro_rules! each_backend {
 
             $(#[$meta])*
             async fn sqlite() {
-                let db = $crate::test_database::TestDatabase::sqlite()
-                    .expect("a temporary directory for SQLite");
-                run(&db).await;
+                run(&$crate::test_database::TestDatabase::sqlite_for_test()).await;
             }
 
             $(#[$meta])*
             async fn postgres() {
-                let db = $crate::test_database::TestDatabase::postgres()
-                    .unwrap_or_else(|e| panic!("{e}"));
-                if let Some(db) = db {
+                if let Some(db) = $crate::test_database::TestDatabase::postgres_for_test() {
                     run(&db).await;
                 }
             }
         }
-    )*};
+        $crate::each_backend! { $($rest)* }
+    };
+    ($(#[$meta:meta])* fn $name:ident($db:ident) $body:block $($rest:tt)*) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn run($db: &$crate::test_database::TestDatabase) $body
+
+            $(#[$meta])*
+            fn sqlite() {
+                run(&$crate::test_database::TestDatabase::sqlite_for_test());
+            }
+
+            $(#[$meta])*
+            fn postgres() {
+                if let Some(db) = $crate::test_database::TestDatabase::postgres_for_test() {
+                    run(&db);
+                }
+            }
+        }
+        $crate::each_backend! { $($rest)* }
+    };
 }
 
 #[cfg(all(test, feature = "postgres"))]

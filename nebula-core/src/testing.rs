@@ -66,6 +66,7 @@ pub struct TestEngineBuilder {
     plugin: String,
     descriptor: Option<PluginDescriptor>,
     config: NebulaConfig,
+    database_url: Option<String>,
 }
 
 impl TestEngineBuilder {
@@ -95,6 +96,14 @@ impl TestEngineBuilder {
         self
     }
 
+    /// Runs on this database (for example a [`TestDatabase`]'s `url()`, to run a test on
+    /// each backend with `nebula_core::each_backend!`) instead of a fresh SQLite file. The
+    /// caller keeps the database alive for as long as the engine.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
     /// Runs this plugin instead of the linked one of the same name (for a plugin built by
     /// hand, for example with a fake upstream).
     pub fn descriptor(mut self, descriptor: PluginDescriptor) -> Self {
@@ -103,8 +112,9 @@ impl TestEngineBuilder {
         self
     }
 
-    /// Opens a fresh SQLite database in a temporary directory and loads the plugin alone (no
-    /// other linked plugin, no health monitor: a test calls [`TestEngine::health`] itself).
+    /// Opens a fresh SQLite database in a temporary directory (or the one given to
+    /// [`database_url`](Self::database_url)) and loads the plugin alone (no other linked
+    /// plugin, no health monitor: a test calls [`TestEngine::health`] itself).
     pub async fn start(self) -> Result<TestEngine, TestEngineError> {
         let descriptor = match self.descriptor {
             Some(d) => d,
@@ -112,7 +122,9 @@ impl TestEngineBuilder {
         };
         let dir = tempfile::tempdir()?;
         let mut config = self.config;
-        config.database.url = format!("sqlite://{}", dir.path().join("nebula.db").display());
+        config.database.url = self
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("nebula.db").display()));
         let core = NebulaCore::builder()
             .config(config)
             .without_inventory()
@@ -153,6 +165,7 @@ impl TestEngine {
             plugin: name.to_owned(),
             descriptor: None,
             config: NebulaConfig::default(),
+            database_url: None,
         }
     }
 

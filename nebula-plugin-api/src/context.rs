@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    normalize_db_name, normalize_role_tag, validate_username, DirectoryUser, IdentityRole,
-    JsonObject, PluginError, Scope, ScopeSet, SyncOutcome, SyncUser, SYSTEM_DB_NAME,
+    normalize_db_name, normalize_email, normalize_role_tag, validate_username, DirectoryUser,
+    IdentityRole, JsonObject, PluginError, Scope, ScopeSet, SyncOutcome, SyncUser, SYSTEM_DB_NAME,
 };
 
 /// Largest page `list_users` returns.
@@ -399,12 +399,7 @@ fn normalize_sync_user(user: &SyncUser) -> Result<SyncUser, PluginError> {
         username: validate_username(&user.username)?,
         db_name: client_db_name(&user.db_name)?,
         role_tag: normalize_role_tag(&user.role_tag),
-        email: user
-            .email
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .map(str::to_owned),
+        email: normalize_email(user.email.as_deref())?,
         is_active: user.is_active,
     })
 }

@@ -98,6 +98,26 @@ pub fn validate_username(raw: &str) -> Result<String, PluginError> {
     Ok(name.to_owned())
 }
 
+/// Longest e-mail address, in characters (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// Normalises an e-mail address: trimmed, `None` when empty; at most 254 characters and no
+/// control characters, or an error naming it. The address is not otherwise checked: a
+/// directory's idea of an address is its own. (A NUL byte would also be refused by
+/// PostgreSQL, and stored by SQLite: the rule keeps both backends alike.)
+pub fn normalize_email(raw: Option<&str>) -> Result<Option<String>, PluginError> {
+    let Some(email) = raw.map(str::trim).filter(|e| !e.is_empty()) else {
+        return Ok(None);
+    };
+    if email.chars().count() > MAX_EMAIL_CHARS || email.chars().any(char::is_control) {
+        return Err(PluginError::invalid(format!(
+            "email '{}': expected at most {MAX_EMAIL_CHARS} printable characters",
+            crate::escape_control(email)
+        )));
+    }
+    Ok(Some(email.to_owned()))
+}
+
 /// What a `sync_user` call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -147,6 +167,21 @@ pub struct IdentityRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emails_are_trimmed_bounded_and_printable() {
+        assert_eq!(normalize_email(None).unwrap(), None);
+        assert_eq!(normalize_email(Some("  ")).unwrap(), None);
+        assert_eq!(
+            normalize_email(Some(" a@b.org ")).unwrap().as_deref(),
+            Some("a@b.org")
+        );
+        let nul = normalize_email(Some("a\0@b.org")).unwrap_err().to_string();
+        assert!(nul.contains(r"a\u{0}@b.org"), "{nul}");
+        let long = format!("{}@b.org", "a".repeat(250));
+        assert!(normalize_email(Some(&long)).is_err());
+        assert!(normalize_email(Some(&long[4..])).is_ok());
+    }
 
     #[test]
     fn db_names_are_validated_and_suffixed() {

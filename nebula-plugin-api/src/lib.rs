@@ -72,8 +72,8 @@ pub mod token;
 pub use context::{trace_plugin_log, ContextCell, Host, LogLevel, PluginContext};
 pub use error::{ErrorKind, PluginError};
 pub use identity::{
-    normalize_db_name, normalize_role_tag, validate_username, DirectoryUser, IdentityRole,
-    SyncOutcome, MAX_USERNAME_CHARS, SYSTEM_DB_NAME,
+    normalize_db_name, normalize_email, normalize_role_tag, validate_username, DirectoryUser,
+    IdentityRole, SyncOutcome, MAX_USERNAME_CHARS, SYSTEM_DB_NAME,
 };
 pub use manifest::{validate_plugin_name, PluginManifest};
 pub use manifest_rules::PLUGIN_API_VERSION;

@@ -1,10 +1,13 @@
 //! Two servers on one database behave as one service (SPEC §4): a real sync of a plugin runs
 //! through one of them at a time (the other answers 409), concurrent syncs of the same users
 //! end with one row each, and a stop or start through one is followed by the other within
-//! `plugins.state_poll_sec`. Here on one SQLite file (WAL lets two processes share it); each
-//! server has its own runtime directory (`server.runtime_dir`) for its host socket and process
-//! plugins, and both share the secrets, the database and the configuration (an external
-//! plugin whose sync hangs, `py_slow`, holds the sync lease as long as the test needs).
+//! `plugins.state_poll_sec`. On each backend (`each_backend!`): one SQLite file (WAL lets two
+//! processes share it) or one PostgreSQL database. Each server has its own runtime directory
+//! (`server.runtime_dir`) for its host socket and process plugins; both share the secrets,
+//! the database and the configuration: an external plugin whose sync hangs (`py_slow`, which
+//! holds the sync lease as long as the test needs), `sample_sync` linked, and its twin
+//! `sample_twin` as a process plugin (the same code out of process), so that two real syncs
+//! of the same users can run at once through the two servers.
 
 mod support;
 
@@ -17,14 +20,15 @@ use support::{command, Answer, Peer, Server};
 const TOKEN: &str = "two-instances-installer-token-0123456789";
 const SECRET: &str = "two-instances-session-secret-0123456789ab";
 
-fn start(work: &Path, shared: &Path) -> Server {
-    let url = format!("sqlite://{}", shared.join("nebula.db").display());
+const TWIN_BIN: &str = env!("CARGO_BIN_EXE_sample-sync-process");
+
+fn start(work: &Path, shared: &Path, url: &str) -> Server {
     Server::spawn(
         command(work)
             .arg("--config")
             .arg(shared.join("nebula.toml"))
             .env("NEBULA__SERVER__BIND", "127.0.0.1:0")
-            .env("NEBULA__DATABASE__URL", &url)
+            .env("NEBULA__DATABASE__URL", url)
             .env(
                 "NEBULA__SERVER__RUNTIME_DIR",
                 work.join("runtime").display().to_string(),
@@ -62,27 +66,58 @@ fn status_of(server: &Server, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `sample_sync` as a process plugin named `sample_twin`, in `plugins`.
+fn install_twin(plugins: &Path) {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-sync/plugin.json"),
+    )
+    .unwrap();
+    let mut manifest: Value = serde_json::from_str(&text).unwrap();
+    manifest["name"] = json!("sample_twin");
+    manifest["runtime"] = json!({"command": [TWIN_BIN]});
+    let dir = plugins.join("sample_twin");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugin.json"), manifest.to_string()).unwrap();
+}
+
+fn sync_through(base: &str, plugin: &str, body: Value) -> std::thread::JoinHandle<(u16, Value)> {
+    let url = format!("{base}/system/plugins/{plugin}/sync-users");
+    std::thread::spawn(move || {
+        match ureq::post(&url)
+            .set("X-Nebula-Token", TOKEN)
+            .send_json(body)
+        {
+            Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
+            Err(other) => panic!("{other}"),
+        }
+    })
+}
+
+nebula_core::each_backend! {
 #[test]
-fn one_real_sync_at_a_time_and_stops_and_starts_shared_across_two_servers() {
-    let root = tempfile::tempdir().unwrap();
-    let shared = root.path().join("shared");
-    let (work_a, work_b) = (root.path().join("a"), root.path().join("b"));
+fn one_real_sync_at_a_time_and_stops_and_starts_shared_across_two_servers(db) {
+    let root = db.dir();
+    let shared = root.join("shared");
+    let (work_a, work_b) = (root.join("a"), root.join("b"));
     std::fs::create_dir_all(&work_a).unwrap();
     std::fs::create_dir_all(&work_b).unwrap();
     // py_slow's SyncUsers sleeps 30 s; the call timeout (5 s) ends it.
     let slow = Peer::python("slow", 0);
-    std::fs::create_dir_all(&shared).unwrap();
+    install_twin(&shared.join("plugins"));
     std::fs::write(
         shared.join("nebula.toml"),
         format!(
             "[plugins]\nstate_poll_sec = 0.5\ncall_timeout_sec = 5\nhealth_interval_sec = 3600\n\
+             dir = \"{}\"\n\
              [[plugins.external]]\nname = \"py_slow\"\nendpoint = \"{}\"\n",
+            shared.join("plugins").display(),
             slow.endpoint
         ),
     )
     .unwrap();
-    let a = start(&work_a, &shared);
-    let b = start(&work_b, &shared);
+    let a = start(&work_a, &shared, db.url());
+    let b = start(&work_b, &shared, db.url());
     assert!(work_a.join("runtime/host.sock").exists());
     assert!(work_b.join("runtime/host.sock").exists());
 
@@ -131,30 +166,23 @@ fn one_real_sync_at_a_time_and_stops_and_starts_shared_across_two_servers() {
     );
     assert_eq!(after.status, 504, "{}", after.body);
 
-    // The same 2,000 users synced through both at once: one row (and tag) each.
-    let both: Vec<_> = [a.base.clone(), b.base.clone()]
-        .into_iter()
-        .map(|base| {
-            let body = users(2_000, "both");
-            std::thread::spawn(move || {
-                ureq::post(&format!("{base}/system/plugins/sample_sync/sync-users"))
-                    .set("X-Nebula-Token", TOKEN)
-                    .send_json(body)
-                    .map(|r| r.status())
-                    .unwrap_or_else(|e| match e {
-                        ureq::Error::Status(code, _) => code,
-                        other => panic!("{other}"),
-                    })
-            })
-        })
-        .collect();
-    let codes: Vec<u16> = both.into_iter().map(|t| t.join().unwrap()).collect();
-    // Each is either done (200) or refused because the other held the lease (409).
-    assert!(codes.contains(&200), "{codes:?}");
-    assert!(codes.iter().all(|c| *c == 200 || *c == 409), "{codes:?}");
+    // The same 1,000 users synced through both servers at once, by two plugins (one linked
+    // in A, one out of process in B, so neither waits for the other's lease): both succeed,
+    // and there is one row and one tag per user, whichever wrote last.
+    let (through_a, through_b) = (
+        sync_through(&a.base, "sample_sync", users(1_000, "both")),
+        sync_through(&b.base, "sample_twin", users(1_000, "both")),
+    );
+    for (name, (code, answer)) in [("A", through_a.join().unwrap()), ("B", through_b.join().unwrap())] {
+        let result = &answer["result"];
+        let counts = (&result["created"], &result["updated"], &result["failed"]);
+        assert_eq!(code, 200, "{name}: {}", answer["detail"]);
+        assert_eq!(result["count"], 1000, "{name}: {counts:?}");
+        assert_eq!(result["failed"], 0, "{name}: {counts:?}");
+    }
     let first = get(&a, "/system/directory/users?db_name=both&limit=2000").body;
-    assert_eq!(first["count"], 2000, "every user once");
-    let past = get(&b, "/system/directory/users?db_name=both&offset=2000").body;
+    assert_eq!(first["count"], 1000, "every user once");
+    let past = get(&b, "/system/directory/users?db_name=both&offset=1000").body;
     assert_eq!(past["count"], 0, "no duplicates: {past}");
     assert!(first["items"]
         .as_array()
@@ -202,4 +230,5 @@ fn one_real_sync_at_a_time_and_stops_and_starts_shared_across_two_servers() {
     }
     let health = get(&a, "/system/plugins/sample_sync/health");
     assert_eq!(health.status, 200, "{}", health.body);
+}
 }

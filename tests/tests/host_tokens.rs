@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use nebula_core::manager::{DiscoveryError, PluginProvider};
+use nebula_core::testing::TestDatabase;
 use nebula_core::{
     HostAccess, HostServiceLink, HostTokenRegistry, InstanceSetup, NebulaCore, PluginDescriptor,
     PluginSource, PluginStatus,
@@ -88,12 +89,10 @@ struct Fixture {
     tokens: Arc<HostTokenRegistry>,
     remote: Arc<Seen>,
     local: Arc<Seen>,
-    _dir: tempfile::TempDir,
 }
 
-async fn fixture(provider: Option<Arc<Editable>>) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::config_in(dir.path());
+async fn fixture(db: &TestDatabase, provider: Option<Arc<Editable>>) -> Fixture {
+    let mut config = common::config_on(db);
     config.plugins.max_restarts = 1;
     config.plugins.health_restart_threshold = 1;
     // Granted less than declared: the token's context must hold the granted scopes only.
@@ -136,110 +135,111 @@ async fn fixture(provider: Option<Arc<Editable>>) -> Fixture {
         tokens,
         remote,
         local,
-        _dir: dir,
     }
 }
 
-#[tokio::test]
-async fn an_out_of_process_instance_gets_a_token_for_its_own_granted_context() {
-    let f = fixture(None).await;
-    // The linked plugin gets its context directly: no token.
-    assert_eq!(*f.local.setups.lock(), vec![None]);
-    let access = f.remote.setups.lock()[0].clone().expect("host access");
-    assert_eq!(access.endpoint, "unix:///run/nebula/host.sock");
-    assert!(
-        access.token.len() >= 43,
-        "32 random bytes: {}",
-        access.token
-    );
-    let ctx = f.tokens.context(&access.token).expect("the token is live");
-    assert_eq!(ctx.plugin_name(), "remote_one");
-    assert!(ctx.scopes().contains(Scope::UsersRead));
-    assert!(
-        !ctx.scopes().contains(Scope::UsersWrite),
-        "declared but not granted"
-    );
-    assert_eq!(f.tokens.live(), 1);
-    f.core.shutdown().await;
-    assert!(
-        f.tokens.context(&access.token).is_none(),
-        "shutdown kills it"
-    );
-}
-
-#[tokio::test]
-async fn restart_stop_and_start_replace_the_token() {
-    let f = fixture(None).await;
-    let plugins = f.core.plugins();
-    let first = f.remote.last_token();
-    plugins.restart("remote_one").await.unwrap();
-    let second = f.remote.last_token();
-    assert_ne!(first, second);
-    assert!(
-        f.tokens.context(&first).is_none(),
-        "restart kills the old one"
-    );
-    assert!(f.tokens.context(&second).is_some());
-
-    plugins.stop("remote_one").await.unwrap();
-    assert!(f.tokens.context(&second).is_none(), "stop kills it");
-    assert_eq!(f.tokens.live(), 0);
-
-    plugins.start("remote_one").await.unwrap();
-    let third = f.remote.last_token();
-    assert!(f.tokens.context(&third).is_some());
-    assert_eq!(f.tokens.live(), 1);
-    assert_eq!(
-        f.remote.setups.lock().len(),
-        3,
-        "one token per instance built"
-    );
-}
-
-#[tokio::test]
-async fn a_plugin_disabled_by_policy_or_failing_to_start_holds_no_token() {
-    let f = fixture(None).await;
-    let plugins = f.core.plugins();
-    let token = f.remote.last_token();
-    f.remote.fail_health.store(true, Ordering::SeqCst);
-    f.remote.fail_init.store(true, Ordering::SeqCst);
-    // Failing checks: restarted (the new instance fails to start), then disabled by policy.
-    for _ in 0..6 {
-        plugins.check_all().await;
-        if plugins.record("remote_one").unwrap().status == PluginStatus::Disabled {
-            break;
-        }
-    }
-    assert_eq!(
-        plugins.record("remote_one").unwrap().status,
-        PluginStatus::Disabled
-    );
-    assert!(f.tokens.context(&token).is_none());
-    for access in f.remote.setups.lock().iter().flatten() {
+nebula_core::each_backend! {
+    #[tokio::test]
+    async fn an_out_of_process_instance_gets_a_token_for_its_own_granted_context(db) {
+        let f = fixture(db, None).await;
+        // The linked plugin gets its context directly: no token.
+        assert_eq!(*f.local.setups.lock(), vec![None]);
+        let access = f.remote.setups.lock()[0].clone().expect("host access");
+        assert_eq!(access.endpoint, "unix:///run/nebula/host.sock");
+        assert!(
+            access.token.len() >= 43,
+            "32 random bytes: {}",
+            access.token
+        );
+        let ctx = f.tokens.context(&access.token).expect("the token is live");
+        assert_eq!(ctx.plugin_name(), "remote_one");
+        assert!(ctx.scopes().contains(Scope::UsersRead));
+        assert!(
+            !ctx.scopes().contains(Scope::UsersWrite),
+            "declared but not granted"
+        );
+        assert_eq!(f.tokens.live(), 1);
+        f.core.shutdown().await;
         assert!(
             f.tokens.context(&access.token).is_none(),
-            "no instance's token survives"
+            "shutdown kills it"
         );
     }
-    assert_eq!(f.tokens.live(), 0);
-}
 
-#[tokio::test]
-async fn a_rescan_that_removes_the_plugin_kills_its_token() {
-    let provider = Arc::new(Editable::default());
-    let f = fixture(Some(provider.clone())).await;
-    let token = f.remote.last_token();
-    // A rescan that keeps it re-initialises it (an external plugin has no fingerprint): a new
-    // instance, a new token, the old one dead.
-    f.core.plugins().rescan().await.unwrap();
-    let kept = f.remote.last_token();
-    assert_ne!(kept, token);
-    assert!(f.tokens.context(&token).is_none());
-    assert!(f.tokens.context(&kept).is_some());
-    provider.0.lock().clear();
-    f.core.plugins().rescan().await.unwrap();
-    assert!(f.core.plugins().record("remote_one").is_err(), "unlisted");
-    assert!(f.tokens.context(&token).is_none());
-    assert!(f.tokens.context(&kept).is_none());
-    assert_eq!(f.tokens.live(), 0);
+    #[tokio::test]
+    async fn restart_stop_and_start_replace_the_token(db) {
+        let f = fixture(db, None).await;
+        let plugins = f.core.plugins();
+        let first = f.remote.last_token();
+        plugins.restart("remote_one").await.unwrap();
+        let second = f.remote.last_token();
+        assert_ne!(first, second);
+        assert!(
+            f.tokens.context(&first).is_none(),
+            "restart kills the old one"
+        );
+        assert!(f.tokens.context(&second).is_some());
+
+        plugins.stop("remote_one").await.unwrap();
+        assert!(f.tokens.context(&second).is_none(), "stop kills it");
+        assert_eq!(f.tokens.live(), 0);
+
+        plugins.start("remote_one").await.unwrap();
+        let third = f.remote.last_token();
+        assert!(f.tokens.context(&third).is_some());
+        assert_eq!(f.tokens.live(), 1);
+        assert_eq!(
+            f.remote.setups.lock().len(),
+            3,
+            "one token per instance built"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_plugin_disabled_by_policy_or_failing_to_start_holds_no_token(db) {
+        let f = fixture(db, None).await;
+        let plugins = f.core.plugins();
+        let token = f.remote.last_token();
+        f.remote.fail_health.store(true, Ordering::SeqCst);
+        f.remote.fail_init.store(true, Ordering::SeqCst);
+        // Failing checks: restarted (the new instance fails to start), then disabled by policy.
+        for _ in 0..6 {
+            plugins.check_all().await;
+            if plugins.record("remote_one").unwrap().status == PluginStatus::Disabled {
+                break;
+            }
+        }
+        assert_eq!(
+            plugins.record("remote_one").unwrap().status,
+            PluginStatus::Disabled
+        );
+        assert!(f.tokens.context(&token).is_none());
+        for access in f.remote.setups.lock().iter().flatten() {
+            assert!(
+                f.tokens.context(&access.token).is_none(),
+                "no instance's token survives"
+            );
+        }
+        assert_eq!(f.tokens.live(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_rescan_that_removes_the_plugin_kills_its_token(db) {
+        let provider = Arc::new(Editable::default());
+        let f = fixture(db, Some(provider.clone())).await;
+        let token = f.remote.last_token();
+        // A rescan that keeps it re-initialises it (an external plugin has no fingerprint): a new
+        // instance, a new token, the old one dead.
+        f.core.plugins().rescan().await.unwrap();
+        let kept = f.remote.last_token();
+        assert_ne!(kept, token);
+        assert!(f.tokens.context(&token).is_none());
+        assert!(f.tokens.context(&kept).is_some());
+        provider.0.lock().clear();
+        f.core.plugins().rescan().await.unwrap();
+        assert!(f.core.plugins().record("remote_one").is_err(), "unlisted");
+        assert!(f.tokens.context(&token).is_none());
+        assert!(f.tokens.context(&kept).is_none());
+        assert_eq!(f.tokens.live(), 0);
+    }
 }

@@ -1,6 +1,8 @@
 //! The HTTP layer over misbehaving plugins: the server's own app (routes, auth middleware,
 //! error mapping) on a real loopback socket, in front of an engine whose plugins are scripted
 //! to hang, panic, fail or report a problem. The status codes of SPEC §5, each shown once.
+//! On SQLite: these are about the HTTP mapping of plugin faults, not storage (the storage and
+//! engine suites run on both backends).
 
 mod common;
 

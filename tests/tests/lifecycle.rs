@@ -1,14 +1,21 @@
 //! The plugin lifecycle under scripted faults, on tokio's paused clock: no real waiting, the
 //! exact sequence of states and counters, recovery or disabling, and the healthy plugin
 //! answering at once throughout.
+//!
+//! SQLite only, unlike the other engine suites: a paused clock jumps to its next timer
+//! whenever the runtime waits for a blocking task, and a PostgreSQL round trip (the real-sync
+//! lease, the state poll) is long enough for that to fire call timeouts that never happened.
+//! What these tests check is the state machine, the same on either backend; what the
+//! database adds (the lease, the stored flags) runs on both in `shared_database.rs` and
+//! `manager.rs`.
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nebula_core::testing::TestDatabase;
 use nebula_core::{NebulaCore, PluginRecord, PluginStatus};
 use nebula_plugin_api::SyncRequest;
 use nebula_tests::faults::{descriptor, Counters, Fault};
@@ -18,11 +25,11 @@ use PluginStatus::{Crashed, Degraded, Disabled, Healthy, Initialized, Unresponsi
 const FAULTY: &str = "faulty";
 const GOOD: &str = "good";
 
-async fn engine(dir: &Path, fault: Fault) -> (NebulaCore, Arc<Counters>) {
+async fn engine(db: &TestDatabase, fault: Fault) -> (NebulaCore, Arc<Counters>) {
     let (faulty, counters) = descriptor(FAULTY, fault);
     let (good, _) = descriptor(GOOD, Fault::None);
     let core = NebulaCore::builder()
-        .config(common::config_in(dir))
+        .config(common::config_on(db))
         .without_inventory()
         .without_health_monitor()
         .plugin(faulty)
@@ -75,8 +82,8 @@ fn counters(r: &PluginRecord) -> (PluginStatus, u32, u32, u32, u32) {
 
 #[tokio::test(start_paused = true)]
 async fn a_panic_on_the_second_call_crashes_then_the_monitor_restarts_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let (core, calls) = engine(dir.path(), Fault::PanicOnSyncCall(2)).await;
+    let db = &TestDatabase::sqlite_for_test();
+    let (core, calls) = engine(db, Fault::PanicOnSyncCall(2)).await;
     let p = core.plugins();
     assert_eq!(counters(&rec(&core)), (Initialized, 0, 0, 0, 0));
     p.sync_users(FAULTY, real_sync()).await.unwrap();
@@ -102,8 +109,8 @@ async fn a_panic_on_the_second_call_crashes_then_the_monitor_restarts_it() {
 
 #[tokio::test(start_paused = true)]
 async fn a_plugin_that_hangs_forever_goes_unresponsive_is_restarted_then_disabled_for_good() {
-    let dir = tempfile::tempdir().unwrap();
-    let (core, calls) = engine(dir.path(), Fault::HangForever).await;
+    let db = &TestDatabase::sqlite_for_test();
+    let (core, calls) = engine(db, Fault::HangForever).await;
     let p = core.plugins();
     // Three timed-out syncs: degraded, degraded, unresponsive.
     let mut seen = Vec::new();
@@ -173,7 +180,7 @@ async fn a_plugin_that_hangs_forever_goes_unresponsive_is_restarted_then_disable
     drop(core);
 
     // The disabled flag survives a restart of the engine; an admin start resets the budget.
-    let (core, _) = engine(dir.path(), Fault::HangForever).await;
+    let (core, _) = engine(db, Fault::HangForever).await;
     assert_eq!(rec(&core).status, Disabled);
     assert!(
         rec(&core).message.starts_with("disabled by policy:"),
@@ -190,8 +197,8 @@ async fn a_plugin_that_hangs_forever_goes_unresponsive_is_restarted_then_disable
 
 #[tokio::test(start_paused = true)]
 async fn a_sync_that_hangs_while_health_answers_is_not_hidden_by_health() {
-    let dir = tempfile::tempdir().unwrap();
-    let (core, calls) = engine(dir.path(), Fault::HangInSync).await;
+    let db = &TestDatabase::sqlite_for_test();
+    let (core, calls) = engine(db, Fault::HangInSync).await;
     for _ in 0..3 {
         core.plugins()
             .sync_users(FAULTY, real_sync())
@@ -208,10 +215,10 @@ async fn a_sync_that_hangs_while_health_answers_is_not_hidden_by_health() {
 
 #[tokio::test(start_paused = true)]
 async fn a_health_answer_already_in_flight_does_not_hide_a_timeout_recorded_meanwhile() {
-    let dir = tempfile::tempdir().unwrap();
+    let db = &TestDatabase::sqlite_for_test();
     // The call timeout is 1 s. A sync starts at 0 s and times out at 1 s; a health check
     // starts at 0.5 s and answers ok at 1.4 s, after the timeout was recorded.
-    let (core, calls) = engine(dir.path(), Fault::SlowHealthAndHangInSync(900)).await;
+    let (core, calls) = engine(db, Fault::SlowHealthAndHangInSync(900)).await;
     let plugins = core.plugins().clone();
     let (sync, health) = tokio::join!(plugins.sync_users(FAULTY, real_sync()), async {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -232,9 +239,9 @@ async fn a_health_answer_already_in_flight_does_not_hide_a_timeout_recorded_mean
 
 #[tokio::test(start_paused = true)]
 async fn the_health_monitor_runs_on_its_own_timer_every_interval() {
-    let dir = tempfile::tempdir().unwrap();
+    let db = &TestDatabase::sqlite_for_test();
     let (faulty, calls) = descriptor(FAULTY, Fault::FailHealthTimes(1));
-    let mut config = common::config_in(dir.path());
+    let mut config = common::config_on(db);
     config.plugins.health_interval_sec = 30.0;
     // The monitor is on: nobody calls check_all here.
     let core = NebulaCore::builder()
@@ -265,8 +272,8 @@ async fn the_health_monitor_runs_on_its_own_timer_every_interval() {
 
 #[tokio::test(start_paused = true)]
 async fn failing_health_twice_restarts_once_then_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let (core, calls) = engine(dir.path(), Fault::FailHealthTimes(2)).await;
+    let db = &TestDatabase::sqlite_for_test();
+    let (core, calls) = engine(db, Fault::FailHealthTimes(2)).await;
     let passes = [
         check(&core).await,
         check(&core).await,
@@ -294,8 +301,8 @@ async fn failing_health_twice_restarts_once_then_recovers() {
 
 #[tokio::test(start_paused = true)]
 async fn a_plugin_that_always_fails_uses_its_restart_budget_then_is_disabled() {
-    let dir = tempfile::tempdir().unwrap();
-    let (core, calls) = engine(dir.path(), Fault::AlwaysFail).await;
+    let db = &TestDatabase::sqlite_for_test();
+    let (core, calls) = engine(db, Fault::AlwaysFail).await;
     let err = core
         .plugins()
         .sync_users(FAULTY, real_sync())
@@ -324,7 +331,7 @@ async fn a_plugin_that_always_fails_uses_its_restart_budget_then_is_disabled() {
     assert_eq!(rec(&core).counters.restart_count, 3);
     core.shutdown().await;
     drop(core);
-    let (core, _) = engine(dir.path(), Fault::AlwaysFail).await;
+    let (core, _) = engine(db, Fault::AlwaysFail).await;
     assert_eq!(
         rec(&core).status,
         Disabled,
@@ -335,8 +342,8 @@ async fn a_plugin_that_always_fails_uses_its_restart_budget_then_is_disabled() {
 
 #[tokio::test(start_paused = true)]
 async fn a_plugin_that_panics_in_initialize_is_retried_then_disabled_by_max_crashes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (core, calls) = engine(dir.path(), Fault::PanicInInit).await;
+    let db = &TestDatabase::sqlite_for_test();
+    let (core, calls) = engine(db, Fault::PanicInInit).await;
     assert_eq!(counters(&rec(&core)), (Crashed, 0, 0, 1, 0));
     assert!(rec(&core).error.contains("scripted panic in initialize"));
     let passes = [check(&core).await, check(&core).await, check(&core).await];
@@ -359,8 +366,8 @@ async fn a_plugin_that_panics_in_initialize_is_retried_then_disabled_by_max_cras
 
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_shutdown_is_contained_on_restart_stop_and_engine_shutdown() {
-    let dir = tempfile::tempdir().unwrap();
-    let (core, calls) = engine(dir.path(), Fault::PanicInShutdown).await;
+    let db = &TestDatabase::sqlite_for_test();
+    let (core, calls) = engine(db, Fault::PanicInShutdown).await;
     let r = core.plugins().restart(FAULTY).await.unwrap();
     assert_eq!((r.status, r.counters.restart_count), (Initialized, 1));
     // The old instance's panic is counted; the fresh instance starts with a clean record.

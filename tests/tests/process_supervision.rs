@@ -2,7 +2,8 @@
 //! `process` reports its pid and its death through its `InstanceWatch`, and the one policy
 //! restarts it after the backoff (1 s, doubling) or disables it with the reason; a rescan
 //! leaves an unchanged process plugin running and restarts a changed one. Runs on tokio's
-//! paused clock, so the backoff is exact and instant.
+//! paused clock, so the backoff is exact and instant; on SQLite only, for the reason
+//! `lifecycle.rs` gives (a paused clock jumps ahead during a PostgreSQL round trip).
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! Several engines on one database behave as one service (SPEC §4): a real sync of a plugin
 //! is exclusive across them (a lease in the database, not a process mutex), and a stop or a
 //! start through one is followed by the others at their next poll of the enabled flags.
-//! Two `NebulaCore`s on one SQLite file stand for two servers; the same holds on PostgreSQL.
+//! Two `NebulaCore`s on one database stand for two servers, on each backend.
 
 mod common;
 
@@ -9,17 +9,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nebula_core::testing::TestDatabase;
 use nebula_core::{ManagerError, NebulaCore, PluginStatus};
 use nebula_plugin_api::SyncRequest;
 use nebula_tests::faults::{descriptor, Counters, Fault};
 
-/// An engine on the SQLite file in `dir` with the plugin `shared` (its sync hangs until the
-/// 1 s call timeout), and the plugin's call counters.
-async fn instance_with_counters(dir: &std::path::Path) -> (NebulaCore, Arc<Counters>) {
+/// An engine on `db` with the plugin `shared` (its sync hangs until the 1 s call timeout),
+/// and the plugin's call counters.
+async fn instance_with_counters(db: &TestDatabase) -> (NebulaCore, Arc<Counters>) {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let (plugin, counters) = descriptor("shared", Fault::HangInSync);
     let core = NebulaCore::builder()
-        .config(common::config_in(dir))
+        .config(common::config_on(db))
         // Two servers in one test process: give each its own name.
         .instance_id(format!("test-{}", NEXT.fetch_add(1, Ordering::SeqCst)))
         .without_inventory()
@@ -31,8 +32,8 @@ async fn instance_with_counters(dir: &std::path::Path) -> (NebulaCore, Arc<Count
     (core, counters)
 }
 
-async fn instance(dir: &std::path::Path) -> NebulaCore {
-    instance_with_counters(dir).await.0
+async fn instance(db: &TestDatabase) -> NebulaCore {
+    instance_with_counters(db).await.0
 }
 
 fn real_sync() -> SyncRequest {
@@ -42,13 +43,10 @@ fn real_sync() -> SyncRequest {
     }
 }
 
+nebula_core::each_backend! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_real_sync_per_plugin_across_instances() {
-    let dir = tempfile::tempdir().unwrap();
-    let ((a, a_calls), b) = (
-        instance_with_counters(dir.path()).await,
-        instance(dir.path()).await,
-    );
+async fn one_real_sync_per_plugin_across_instances(db) {
+    let ((a, a_calls), b) = (instance_with_counters(db).await, instance(db).await);
     // A's sync hangs until its 1 s call timeout; once it is in the plugin, A holds the lease.
     let running = {
         let a = a.clone();
@@ -97,9 +95,8 @@ async fn one_real_sync_per_plugin_across_instances() {
 }
 
 #[tokio::test]
-async fn a_stop_or_start_through_one_instance_is_followed_by_the_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (instance(dir.path()).await, instance(dir.path()).await);
+async fn a_stop_or_start_through_one_instance_is_followed_by_the_other(db) {
+    let (a, b) = (instance(db).await, instance(db).await);
     a.plugins().stop("shared").await.unwrap();
     assert_eq!(
         b.plugins().record("shared").unwrap().status,
@@ -131,9 +128,8 @@ async fn a_stop_or_start_through_one_instance_is_followed_by_the_other() {
 }
 
 #[tokio::test]
-async fn the_poll_runs_on_its_own_every_state_poll_sec() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::config_in(dir.path());
+async fn the_poll_runs_on_its_own_every_state_poll_sec(db) {
+    let mut config = common::config_on(db);
     config.plugins.state_poll_sec = 0.2;
     let (plugin, _) = descriptor("shared", Fault::None);
     let b = NebulaCore::builder()
@@ -144,7 +140,7 @@ async fn the_poll_runs_on_its_own_every_state_poll_sec() {
         .build()
         .await
         .unwrap();
-    let a = instance(dir.path()).await;
+    let a = instance(db).await;
     a.plugins().stop("shared").await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while b.plugins().record("shared").unwrap().status != PluginStatus::Disabled {
@@ -152,4 +148,5 @@ async fn the_poll_runs_on_its_own_every_state_poll_sec() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     b.shutdown().await;
+}
 }

@@ -15,6 +15,12 @@ async fn open(url: &str) -> Database {
     Database::open_async(url, 4).await.expect("database opens")
 }
 
+/// The outcomes of a bulk sync, each expected to succeed.
+async fn sync_all(directory: &IdentityDirectory, users: &[SyncUser]) -> Vec<SyncOutcome> {
+    let results = directory.sync_users("plugin:t", users).await;
+    results.into_iter().map(Result::unwrap).collect()
+}
+
 fn user(username: &str, email: Option<&str>, role_tag: &str) -> SyncUser {
     SyncUser {
         db_name: "acme.db".into(),
@@ -153,6 +159,89 @@ nebula_core::each_backend! {
             accounts.set_flags("nobody", true, true).await.unwrap_err(),
             StorageError::NotFound(_)
         ));
+    }
+
+    /// The bulk path (multi-row statements per chunk) answers as the one-user path does:
+    /// created, then updated; an update without an e-mail keeps the stored one, with one
+    /// it replaces it; `is_active` and the tag follow; a user named twice in one request is
+    /// created, then updated.
+    #[tokio::test]
+    async fn the_bulk_path_answers_and_writes_like_the_one_user_path(db) {
+        let directory = IdentityDirectory::new(open(db.url()).await);
+        let first = vec![
+            user("ann", Some("ann@x.org"), "dev"),
+            user("bob", None, "dev"),
+            user("cid", Some("cid@x.org"), "dev"),
+        ];
+        let outcomes = sync_all(&directory, &first).await;
+        assert_eq!(outcomes, [SyncOutcome::Created; 3]);
+        let mut second = vec![
+            user("ann", None, "ops"),
+            user("bob", Some("bob@x.org"), "ops"),
+            user("dan", None, "ops"),
+        ];
+        second[0].is_active = false;
+        let outcomes = sync_all(&directory, &second).await;
+        assert_eq!(
+            outcomes,
+            [SyncOutcome::Updated, SyncOutcome::Updated, SyncOutcome::Created]
+        );
+        let stored = directory.list_users("acme.db", 100, 0).await.unwrap();
+        let view: Vec<_> = stored
+            .iter()
+            .map(|u| {
+                let email = u.email.as_deref();
+                (u.username.as_str(), email, u.is_active, u.role_tag.as_str())
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("ann", Some("ann@x.org"), false, "ops"),
+                ("bob", Some("bob@x.org"), true, "ops"),
+                ("cid", Some("cid@x.org"), true, "dev"),
+                ("dan", None, true, "ops"),
+            ]
+        );
+        let twice = [
+            user("eve", None, "dev"),
+            user("fay", None, "dev"),
+            user("eve", Some("eve@x.org"), "ops"),
+        ];
+        let outcomes = sync_all(&directory, &twice).await;
+        assert_eq!(
+            outcomes,
+            [SyncOutcome::Created, SyncOutcome::Created, SyncOutcome::Updated]
+        );
+        let eve = directory.list_users("acme.db", 100, 0).await.unwrap();
+        let eve = eve.iter().find(|u| u.username == "eve").unwrap();
+        let eve_now = (eve.email.as_deref(), eve.role_tag.as_str());
+        assert_eq!(eve_now, (Some("eve@x.org"), "ops"));
+    }
+
+    /// The bulk path writes a chunk in a few statements, and only when one of its users fails
+    /// writes it again user by user (a savepoint each), so that user fails alone. The directory stores
+    /// what it gets (the plugin context validates before it): a NUL byte in an e-mail is
+    /// refused by PostgreSQL, and stored by SQLite.
+    #[tokio::test]
+    async fn a_user_the_database_refuses_fails_alone_in_its_chunk(db) {
+        let directory = IdentityDirectory::new(open(db.url()).await);
+        let mut users: Vec<SyncUser> = (0..600)
+            .map(|i| user(&format!("user{i:04}"), None, "dev"))
+            .collect();
+        users[10].email = Some("bad\0@x.org".into());
+        let results = directory.sync_users("plugin:t", &users).await;
+        assert_eq!(results.len(), 600);
+        let failed: Vec<usize> = (0..600).filter(|i| results[*i].is_err()).collect();
+        let stored = directory.list_users("acme.db", 1000, 0).await.unwrap();
+        if db.backend() == "postgres" {
+            assert_eq!(failed, [10], "only the refused user fails");
+            assert_eq!(stored.len(), 599);
+            assert!(stored.iter().all(|u| u.username != "user0010" && u.role_tag == "dev"));
+        } else {
+            assert!(failed.is_empty());
+            assert_eq!(stored.len(), 600);
+        }
     }
 
     /// Two pools on one database stand for two instances: syncing the same 1,000 users

@@ -87,10 +87,10 @@ impl PluginStateStore {
     }
 
     /// Takes the real-sync lease of `name` for `holder` until `ttl` from now, unless another
-    /// holder's lease has not expired: one conditional upsert, so two instances racing for it
-    /// cannot both win. `false`: a sync of this plugin runs elsewhere. The same holder may
-    /// take its own lease again (its instance's gate already makes its syncs exclusive, and a
-    /// release still on its way must not refuse the next sync).
+    /// holder's lease has not expired: an insert or a conditional update, so two instances
+    /// racing for it cannot both win. `false`: a sync of this plugin runs elsewhere. The same
+    /// holder may take its own lease again (its instance's gate already makes its syncs
+    /// exclusive, and a release still on its way must not refuse the next sync).
     pub async fn take_sync_lease(
         &self,
         name: &str,

@@ -85,11 +85,16 @@ impl DbConnection {
         self.run_in_transaction(false, work)
     }
 
-    pub(super) fn run_in_transaction<T, F>(
-        &mut self,
-        immediate: bool,
-        work: F,
-    ) -> Result<T, StorageError>
+    /// [`transaction`](Self::transaction) for writes: the outermost one takes SQLite's write
+    /// lock up front. What [`Database::write`](super::Database::write) runs its work in.
+    pub(crate) fn write_transaction<T, F>(&mut self, work: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StorageError>,
+    {
+        self.run_in_transaction(true, work)
+    }
+
+    fn run_in_transaction<T, F>(&mut self, immediate: bool, work: F) -> Result<T, StorageError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, StorageError>,
     {

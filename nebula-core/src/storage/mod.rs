@@ -307,8 +307,7 @@ impl Database {
         F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
         T: Send + 'static,
     {
-        self.read(move |conn| conn.run_in_transaction(true, work))
-            .await
+        self.read(move |conn| conn.write_transaction(work)).await
     }
 }
 
@@ -459,6 +458,62 @@ mod tests {
     use diesel::RunQueryDsl;
 
     use super::*;
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_postgres_url_without_the_feature_is_refused_naming_the_feature() {
+        let error = DatabaseLocation::parse("postgres://nebula:s3cret@db/nebula").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("cargo feature `postgres`"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_postgres_url_is_taken_and_its_password_never_shown() {
+        let url = "postgresql://nebula:s3cret@db:5432/nebula?sslmode=require";
+        let location = DatabaseLocation::parse(url).unwrap();
+        assert_eq!(location, DatabaseLocation::Postgres(url.to_owned()));
+        assert_eq!(location.backend(), "postgres");
+        assert!(!format!("{location:?}").contains("s3cret"));
+        assert_eq!(
+            redact_url(url),
+            "postgresql://nebula:***@db:5432/nebula?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://db/nebula"), "postgres://db/nebula");
+        assert_eq!(
+            with_connect_timeout(url, Duration::from_millis(500)),
+            format!("{url}&connect_timeout=2")
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://db/n?connect_timeout=9", Duration::from_secs(30)),
+            "postgres://db/n?connect_timeout=9"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://db/n", Duration::from_secs(30)),
+            "postgres://db/n?connect_timeout=30"
+        );
+    }
+
+    /// An unreachable server is "unavailable" within the connect timeout, naming no password.
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn an_unreachable_postgres_server_is_unavailable_quickly() {
+        let started = std::time::Instant::now();
+        let error = Database::open_with(
+            "postgres://nebula:s3cret@127.0.0.1:9/nebula",
+            1,
+            Duration::from_secs(2),
+        )
+        .unwrap_err();
+        assert!(error.is_unavailable(), "{error}");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! nebula-load --server target/release/nebula-server-faults [--clients 64] [--seconds 20]
-//!             [--warmup 10] [--kill-at SECONDS]
+//!             [--warmup 10] [--kill-at SECONDS] [--database-url URL]
 //! ```
 //!
 //! Starts the server (with a hanging and a panicking plugin registered) in a scratch directory
@@ -12,6 +12,8 @@
 //! tag, RSS at the end within 20% of RSS after warm-up. With `--kill-at`, it kills the server
 //! (`kill -9`) mid-load, restarts it, and checks the database is consistent: every user has
 //! its tag, no duplicate usernames, events ≥ syncs finished. Exits non-zero on any failure.
+//! The server's database is SQLite in the scratch directory, or `--database-url` (an empty
+//! PostgreSQL database, for example: `.ci/run` runs both tests once on each backend).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -34,6 +36,7 @@ struct Options {
     seconds: u64,
     warmup: u64,
     kill_at: Option<u64>,
+    database_url: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -44,6 +47,7 @@ fn parse_args() -> Result<Options, String> {
         seconds: 20,
         warmup: 10,
         kill_at: None,
+        database_url: None,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -55,6 +59,7 @@ fn parse_args() -> Result<Options, String> {
             "--kill-at" => {
                 o.kill_at = Some(value()?.parse().map_err(|e| format!("--kill-at: {e}"))?)
             }
+            "--database-url" => o.database_url = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -73,8 +78,12 @@ struct Server {
     token: String,
 }
 
-fn start_server(bin: &Path, dir: &Path) -> Server {
-    let mut child = Command::new(bin)
+fn start_server(bin: &Path, dir: &Path, database_url: Option<&str>) -> Server {
+    let mut command = Command::new(bin);
+    if let Some(url) = database_url {
+        command.env("NEBULA__DATABASE__URL", url);
+    }
+    let mut child = command
         .current_dir(dir)
         .env_remove("NEBULA_CONFIG")
         .env("NEBULA__SERVER__BIND", "127.0.0.1:0")
@@ -330,7 +339,7 @@ fn main() -> std::process::ExitCode {
         "[plugins]\ncall_timeout_sec = 2\ninit_timeout_sec = 2\nhealth_interval_sec = 2\n",
     )
     .expect("config");
-    let mut server = start_server(&o.server, dir.path());
+    let mut server = start_server(&o.server, dir.path(), o.database_url.as_deref());
     let pid = server.child.id();
     let addr = ServerAddr {
         base: server.base.clone(),
@@ -369,7 +378,7 @@ fn main() -> std::process::ExitCode {
         }
         println!("killed -9 after {:.1} s; real syncs answered 200 before the kill: {finished_before_kill}",
             measured.elapsed().as_secs_f64());
-        let restarted = start_server(&o.server, dir.path());
+        let restarted = start_server(&o.server, dir.path(), o.database_url.as_deref());
         let addr2 = ServerAddr {
             base: restarted.base.clone(),
             token: restarted.token.clone(),
