@@ -16,6 +16,7 @@
 # absent). Everything runs on this machine's cores: two instances share them with wrk and the
 # database, so this measures contention on one host, not the scale-out of several hosts.
 set -euo pipefail
+export PGOPTIONS="-c client_min_messages=warning"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${NEBULA_BIN:-$ROOT/target/release/nebula-server}
 TWIN=${NEBULA_TWIN_BIN:-$ROOT/target/release/sample-sync-process}
@@ -103,7 +104,7 @@ print(json.dumps({'dry_run': False, 'users': [
     fi
     python3 -c "
 import sys
-n, s, e, r1, r2, users = sys.argv[1:]
+n, s, e, r1, r2, users = sys.argv[1:7]
 print(f'{sys.argv[7]:8} {n} instance(s): writes {2*int(users)/(float(e)-float(s)):8.0f} users/s ({float(e)-float(s):.2f} s for 2 x {users}), reads {float(r1)+float(r2):8.0f} req/s')
 " "$n" "$started" "$ended" "$r1" "$r2" "$USERS" "$BACKEND"
     for d in a b; do [ -f "$work/$d/pid" ] && kill "$(cat "$work/$d/pid")" 2>/dev/null || true; done
