@@ -259,7 +259,10 @@ fn write_chunk(
         .collect();
     let outcomes = upsert_plugin_users(conn, &rows)?;
     let now = unix_now();
-    let tags: Vec<_> = users
+    // In key order, as the users: see `upsert_plugin_users`.
+    let mut sorted: Vec<&SyncUser> = users.iter().collect();
+    sorted.sort_unstable_by_key(|user| (user.db_name.as_str(), user.username.as_str()));
+    let tags: Vec<_> = sorted
         .iter()
         .map(|user| {
             (

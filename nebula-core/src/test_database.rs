@@ -54,16 +54,16 @@ impl TestDatabase {
 
     #[cfg(not(feature = "postgres"))]
     fn postgres_at(_admin_url: &str) -> Result<Option<TestDatabase>, String> {
-        skipped(
-            "built without the `postgres` feature of nebula-core \
-             (cargo test --workspace enables it)",
-        );
-        Ok(None)
+        Err(format!(
+            "{POSTGRES_URL_ENV} is set but this build has no PostgreSQL support: build with \
+             the `postgres` feature of nebula-core (cargo test --workspace enables it)"
+        ))
     }
 
     #[cfg(feature = "postgres")]
     fn postgres_at(admin_url: &str) -> Result<Option<TestDatabase>, String> {
         use std::sync::atomic::{AtomicU32, Ordering};
+        use std::time::Duration;
 
         use diesel::connection::SimpleConnection;
         use diesel::Connection;
@@ -75,6 +75,9 @@ impl TestDatabase {
             NEXT.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
         );
+        // Bounded, so a wrong address fails each test in seconds, not after TCP's minutes.
+        let admin_url = crate::storage::with_connect_timeout(admin_url, Duration::from_secs(5));
+        let admin_url = admin_url.as_str();
         let mut admin = diesel::pg::PgConnection::establish(admin_url).map_err(|e| {
             format!("{POSTGRES_URL_ENV} is set but PostgreSQL cannot be reached: {e}")
         })?;

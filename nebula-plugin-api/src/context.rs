@@ -270,8 +270,9 @@ impl PluginContext {
         self.host.list_identity_roles().await
     }
 
-    /// Creates or updates an identity role (name normalised like a role tag). Requires
-    /// `roles.write`.
+    /// Creates or updates an identity role (name normalised like a role tag; description
+    /// trimmed, at most 1,024 characters, no control characters but newlines and tabs).
+    /// Requires `roles.write`.
     pub async fn upsert_identity_role(&self, role: &IdentityRole) -> Result<(), PluginError> {
         self.require(&[Scope::RolesWrite])?;
         if !role.name.chars().any(|c| c.is_ascii_alphanumeric()) {
@@ -279,9 +280,22 @@ impl PluginContext {
                 "role name: needs at least one letter or digit",
             ));
         }
+        let description = role.description.trim();
+        if description.chars().count() > MAX_ROLE_DESCRIPTION_CHARS
+            || description
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        {
+            return Err(PluginError::invalid(format!(
+                "role description: expected at most {MAX_ROLE_DESCRIPTION_CHARS} characters, \
+                 no control characters but newlines and tabs, got '{}'",
+                crate::escape_control(description)
+            )));
+        }
         let role = IdentityRole {
             name: normalize_role_tag(&role.name),
-            ..role.clone()
+            description: description.to_owned(),
+            is_staff: role.is_staff,
         };
         self.host.upsert_identity_role(&self.plugin, &role).await
     }
@@ -392,6 +406,9 @@ impl ContextCell {
             .ok_or_else(|| PluginError::internal("the plugin is not initialised"))
     }
 }
+
+/// Longest identity role description, in characters.
+const MAX_ROLE_DESCRIPTION_CHARS: usize = 1024;
 
 /// A user as a plugin may write it: the one normalisation of `sync_user` and `sync_users`.
 fn normalize_sync_user(user: &SyncUser) -> Result<SyncUser, PluginError> {
@@ -611,6 +628,9 @@ mod tests {
         ctx.upsert_identity_role(&role("Contractor", "d", false))
             .await
             .unwrap();
+        ctx.upsert_identity_role(&role("multi", " line one\n\tline two ", false))
+            .await
+            .unwrap();
         assert!(ctx
             .upsert_identity_role(&role(" ", "d", false))
             .await
@@ -619,11 +639,21 @@ mod tests {
             .upsert_identity_role(&role("!!!", "d", false))
             .await
             .is_err());
+        // Descriptions: newlines and tabs are text, other control characters (a NUL byte,
+        // which PostgreSQL refuses) and very long ones are not.
+        for bad in ["nul\0byte", "bell\u{7}", &"x".repeat(1025)] {
+            let error = ctx
+                .upsert_identity_role(&role("ops", bad, false))
+                .await
+                .unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidInput, "{error}");
+        }
         assert_eq!(
             host.calls(),
             vec![
                 "list_identity_roles",
-                "upsert_identity_role p1 contractor false"
+                "upsert_identity_role p1 contractor false",
+                "upsert_identity_role p1 multi false",
             ]
         );
 

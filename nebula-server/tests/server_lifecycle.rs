@@ -228,11 +228,25 @@ fn kill_9_in_the_middle_of_a_10000_user_sync_leaves_no_half_written_user() {
         .collect();
     let expected: Vec<String> = (0..users.len()).map(|i| format!("user{i:05}")).collect();
     assert_eq!(names, expected);
-    // A re-run completes what was missing.
-    let answer = server.post(
-        "/system/plugins/sample_sync/sync-users",
-        &users_body(10_000, "big.db", "synced"),
-    );
+    // A re-run completes what was missing, once the killed server's sync lease has expired
+    // (the call timeout + 5 s; a restarted server is another instance): until then it is
+    // refused as in progress, which is what every other instance would answer too.
+    let restarted = std::time::Instant::now();
+    let answer = loop {
+        let answer = server.post(
+            "/system/plugins/sample_sync/sync-users",
+            &users_body(10_000, "big.db", "synced"),
+        );
+        if answer.status != 409 {
+            break answer;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(40),
+            "the dead server's lease never expired: {}",
+            answer.body
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body["result"]["failed"], 0);
     assert_eq!(

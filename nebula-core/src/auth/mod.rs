@@ -168,7 +168,12 @@ impl Authenticator {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let account = inner.accounts.by_username(username).await?;
+        // A name no account can have (control characters, too long) is not looked up: it
+        // fails like an unknown one, the same on every backend.
+        let account = match nebula_plugin_api::validate_username(username) {
+            Ok(valid) if valid == username => inner.accounts.by_username(username).await?,
+            _ => None,
+        };
         let hash = account
             .as_ref()
             .map_or(inner.decoy_hash.clone(), |a| a.password_hash.clone());

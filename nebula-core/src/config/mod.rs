@@ -85,16 +85,28 @@ impl Default for ServerConfig {
 }
 
 /// `[database]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `sqlite://RELATIVE/PATH`, `sqlite:///ABSOLUTE/PATH`.
+    /// `sqlite://RELATIVE/PATH`, `sqlite:///ABSOLUTE/PATH`, or `postgres://…` (feature
+    /// `postgres`).
     pub url: String,
     /// Connections in the pool.
     pub pool_size: u32,
     /// How long a request waits for a connection (the pool is busy, or the database is
     /// unreachable) before it fails with `503`, seconds.
     pub connect_timeout_sec: f64,
+}
+
+/// The URL's password, if any, never shows.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &crate::storage::redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_sec", &self.connect_timeout_sec)
+            .finish()
+    }
 }
 
 impl DatabaseConfig {

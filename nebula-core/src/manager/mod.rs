@@ -161,10 +161,12 @@ impl PluginManager {
     }
 }
 
-/// This server's name among the instances sharing a database: the host and the working
-/// directory. Stable across restarts, so a server killed during a real sync finds its own
-/// lease when it comes back instead of waiting for it to expire; two servers on one host
-/// differ by their directories (they cannot share one: the host service's socket is there).
+/// This server's name among the instances sharing a database: the host, the working
+/// directory and a random number drawn at start. Readable in the lease table, and unique even
+/// where host names and directories repeat (containers on the host network with the same
+/// working directory): two processes with one id would each take the other's lease for its
+/// own. A server killed during a real sync therefore waits, once restarted, for its old lease
+/// to expire (the call timeout + 5 s) before that plugin's next real sync.
 fn default_instance_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -172,5 +174,5 @@ fn default_instance_id() -> String {
     let dir = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
-    format!("{host}:{dir}")
+    format!("{host}:{dir}#{:08x}", rand::random::<u32>())
 }

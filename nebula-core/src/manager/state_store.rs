@@ -47,7 +47,12 @@ impl PluginStateStore {
         enabled: bool,
         reason: &str,
     ) -> Result<(), StorageError> {
-        let (name, reason) = (name.to_owned(), reason.to_owned());
+        // A reason may quote a plugin's error text: stored escaped, so any text is storable
+        // on every backend (PostgreSQL refuses a NUL byte).
+        let (name, reason) = (
+            name.to_owned(),
+            nebula_plugin_api::escape_control(reason).into_owned(),
+        );
         self.db
             .write(move |conn| {
                 let now = unix_now();
@@ -88,15 +93,19 @@ impl PluginStateStore {
 
     /// Takes the real-sync lease of `name` for `holder` until `ttl` from now, unless another
     /// holder's lease has not expired: an insert or a conditional update, so two instances
-    /// racing for it cannot both win. `false`: a sync of this plugin runs elsewhere. The same
+    /// racing for it cannot both win. `None`: a sync of this plugin runs elsewhere. The same
     /// holder may take its own lease again (its instance's gate already makes its syncs
     /// exclusive, and a release still on its way must not refuse the next sync).
+    ///
+    /// `Some(token)`: the expiry this take wrote, which names it. A release deletes the row
+    /// only while it still carries that token, so the late release of an aborted sync never
+    /// deletes the lease its own instance took again since.
     pub async fn take_sync_lease(
         &self,
         name: &str,
         holder: &str,
         ttl: Duration,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<f64>, StorageError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.db
             .write(move |conn| {
@@ -136,20 +145,26 @@ impl PluginStateStore {
                         .execute(conn)?
                     }
                 });
-                Ok(taken == 1)
+                Ok((taken == 1).then_some(expires_at))
             })
             .await
     }
 
-    /// Gives the lease back, if `holder` still holds it.
-    pub async fn release_sync_lease(&self, name: &str, holder: &str) -> Result<(), StorageError> {
+    /// Gives the lease back, if `holder` still holds it from the take that returned `token`.
+    pub async fn release_sync_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        token: f64,
+    ) -> Result<(), StorageError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.db
             .write(move |conn| {
                 on_backend!(conn, conn => diesel::delete(
                     plugin_sync_leases::table
                         .filter(plugin_sync_leases::name.eq(&name))
-                        .filter(plugin_sync_leases::holder.eq(&holder)),
+                        .filter(plugin_sync_leases::holder.eq(&holder))
+                        .filter(plugin_sync_leases::expires_at.eq(token)),
                 )
                 .execute(conn))?;
                 Ok(())
@@ -160,11 +175,12 @@ impl PluginStateStore {
 
 /// A real-sync lease held for the life of one sync: [`release`](Self::release)d when the
 /// sync ends; dropped unreleased (the sync task was aborted at its timeout), released on the
-/// runtime without waiting.
+/// runtime without waiting (by its token, so only this take's row is deleted).
 pub(crate) struct SyncLease {
     store: PluginStateStore,
     name: String,
     holder: String,
+    token: f64,
     released: bool,
 }
 
@@ -179,10 +195,11 @@ impl SyncLease {
         Ok(store
             .take_sync_lease(name, holder, ttl)
             .await?
-            .then(|| SyncLease {
+            .map(|token| SyncLease {
                 store: store.clone(),
                 name: name.to_owned(),
                 holder: holder.to_owned(),
+                token,
                 released: false,
             }))
     }
@@ -192,7 +209,7 @@ impl SyncLease {
         self.released = true;
         if let Err(e) = self
             .store
-            .release_sync_lease(&self.name, &self.holder)
+            .release_sync_lease(&self.name, &self.holder, self.token)
             .await
         {
             tracing::warn!(plugin = %self.name, error = %e, "could not release the sync lease");
@@ -205,15 +222,16 @@ impl Drop for SyncLease {
         if self.released {
             return;
         }
-        let (store, name, holder) = (
+        let (store, name, holder, token) = (
             self.store.clone(),
             std::mem::take(&mut self.name),
             std::mem::take(&mut self.holder),
+            self.token,
         );
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    if let Err(e) = store.release_sync_lease(&name, &holder).await {
+                    if let Err(e) = store.release_sync_lease(&name, &holder, token).await {
                         // It expires on its own (the call timeout plus 5 s).
                         tracing::warn!(plugin = %name, error = %e, "could not release the sync lease");
                     }
@@ -241,35 +259,44 @@ mod tests {
     async fn a_lease_is_exclusive_until_released_or_expired(db) {
         let store = store(db).await;
         let ttl = Duration::from_secs(60);
-        assert!(store.take_sync_lease("p", "a", ttl).await.unwrap());
-        assert!(
-            !store.take_sync_lease("p", "b", ttl).await.unwrap(),
-            "held by a"
-        );
-        assert!(
-            store.take_sync_lease("q", "b", ttl).await.unwrap(),
-            "per plugin"
-        );
-        store.release_sync_lease("p", "b").await.unwrap();
-        assert!(
-            !store.take_sync_lease("p", "b", ttl).await.unwrap(),
-            "only its holder releases it"
-        );
-        store.release_sync_lease("p", "a").await.unwrap();
-        assert!(
-            store.take_sync_lease("p", "b", ttl).await.unwrap(),
-            "released"
-        );
+        let taken = |holder: &'static str, plugin: &'static str| {
+            let store = store.clone();
+            async move { store.take_sync_lease(plugin, holder, ttl).await.unwrap() }
+        };
+        let a = taken("a", "p").await.expect("free");
+        assert!(taken("b", "p").await.is_none(), "held by a");
+        let b = taken("b", "q").await.expect("per plugin");
+        store.release_sync_lease("p", "b", b).await.unwrap();
+        assert!(taken("b", "p").await.is_none(), "only its holder releases it");
+        store.release_sync_lease("p", "a", a).await.unwrap();
+        assert!(taken("b", "p").await.is_some(), "released");
         // A holder that died: its lease (here already expired) is taken over.
         assert!(store
             .take_sync_lease("r", "dead", Duration::ZERO)
             .await
-            .unwrap());
+            .unwrap()
+            .is_some());
         tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(taken("alive", "r").await.is_some(), "expired");
+    }
+
+    /// An aborted sync's release arrives late, after its instance took the lease again for
+    /// the next sync: it deletes nothing, so another instance still cannot sync.
+    #[tokio::test]
+    async fn a_late_release_never_deletes_the_lease_taken_again_since(db) {
+        let store = store(db).await;
+        let ttl = Duration::from_secs(60);
+        let first = store.take_sync_lease("p", "a", ttl).await.unwrap().expect("free");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let second = store.take_sync_lease("p", "a", ttl).await.unwrap().expect("its own");
+        assert_ne!(first, second, "each take has its own token");
+        store.release_sync_lease("p", "a", first).await.unwrap();
         assert!(
-            store.take_sync_lease("r", "alive", ttl).await.unwrap(),
-            "expired"
+            store.take_sync_lease("p", "b", ttl).await.unwrap().is_none(),
+            "the second take still holds it"
         );
+        store.release_sync_lease("p", "a", second).await.unwrap();
+        assert!(store.take_sync_lease("p", "b", ttl).await.unwrap().is_some());
     }
 
     #[tokio::test]
@@ -298,6 +325,18 @@ mod tests {
         }
     }
 
+    /// A reason quoting a plugin's error text is stored escaped: any text is storable on
+    /// every backend (PostgreSQL refuses a NUL byte).
+    #[tokio::test]
+    async fn a_reason_with_control_characters_is_stored_escaped(db) {
+        let store = store(db).await;
+        store.set_enabled("p", false, "disabled by policy: boom\0\nforged").await.unwrap();
+        assert_eq!(
+            store.disabled_reason("p").await.unwrap().as_deref(),
+            Some(r"disabled by policy: boom\u{0}\nforged")
+        );
+    }
+
     /// Many takers at once, as instances racing for one plugin's sync: exactly one wins,
     /// both for a new lease and for an expired one taken over.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -305,7 +344,7 @@ mod tests {
         let store = store(db).await;
         for (plugin, previous) in [("fresh", None), ("expired", Some("dead"))] {
             if let Some(dead) = previous {
-                assert!(store.take_sync_lease(plugin, dead, Duration::ZERO).await.unwrap());
+                assert!(store.take_sync_lease(plugin, dead, Duration::ZERO).await.unwrap().is_some());
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let racers: Vec<_> = (0..8)
@@ -316,6 +355,7 @@ mod tests {
                             .take_sync_lease(plugin, &format!("holder-{i}"), Duration::from_secs(60))
                             .await
                             .unwrap()
+                            .is_some()
                     })
                 })
                 .collect();

@@ -160,11 +160,12 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 }
 
-/// libpq's error texts may quote the connection string; the password never reaches a log.
+/// libpq's error texts may quote the connection string; its secrets never reach a log.
 #[cfg(feature = "postgres")]
 fn redact_error(url: &str, message: &str) -> String {
-    match super::url_password(url) {
-        Some(password) if !password.is_empty() => message.replace(password, "***"),
-        _ => message.to_owned(),
+    let mut message = message.to_owned();
+    for secret in super::url_secrets(url) {
+        message = message.replace(secret, "***");
     }
+    message
 }

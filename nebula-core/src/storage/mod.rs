@@ -177,14 +177,48 @@ fn url_password(url: &str) -> Option<&str> {
     Some(userinfo.split_once(':')?.1)
 }
 
-/// `url` with its password, if any, replaced by `***`: what logs and errors may show.
+/// Every secret `url` holds, as written in it (for scrubbing texts that may quote it).
+#[cfg(feature = "postgres")]
+fn url_secrets(url: &str) -> Vec<&str> {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    url_password(url.split('?').next().unwrap_or(url))
+        .into_iter()
+        .chain(query.split('&').filter_map(|parameter| {
+            let (key, value) = parameter.split_once('=')?;
+            SECRET_PARAMETERS.contains(&key).then_some(value)
+        }))
+        .filter(|secret| !secret.is_empty())
+        .collect()
+}
+
+/// Query parameters of a libpq URL that hold secrets.
+const SECRET_PARAMETERS: [&str; 2] = ["password", "sslpassword"];
+
+/// `url` with its secrets (the password of the authority, `password=` and `sslpassword=`
+/// parameters) replaced by `***`: what logs, errors and `Debug` may show.
 pub fn redact_url(url: &str) -> String {
-    match url_password(url) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut redacted = match url_password(base) {
         Some(password) if !password.is_empty() => {
-            url.replacen(&format!(":{password}@"), ":***@", 1)
+            base.replacen(&format!(":{password}@"), ":***@", 1)
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some((key, _)) if SECRET_PARAMETERS.contains(&key) => format!("{key}=***"),
+                _ => parameter.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&parameters.join("&"));
     }
+    redacted
 }
 
 /// A pool of database connections.
@@ -233,8 +267,9 @@ impl Database {
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
             .connection_timeout(connect_timeout)
-            // Connections are opened when needed: a server whose database is down at a
-            // moment still starts its pool, and answers 503 until it is back.
+            // Connections are opened when needed (the first one, for the migrations, just
+            // succeeded): a database that goes away later makes work fail as unavailable
+            // until it is back, and the pool reconnects by itself.
             .min_idle(Some(0))
             .build_unchecked(ConnectionManager {
                 location: location.clone(),
@@ -340,11 +375,15 @@ fn migrate(conn: &mut DbConnection) -> Result<(), StorageError> {
 /// libpq waits for an unreachable server as long as TCP does (minutes) unless told: bound
 /// each connection attempt by the connect timeout, unless the URL says otherwise.
 #[cfg(feature = "postgres")]
-fn with_connect_timeout(url: &str, timeout: Duration) -> String {
+pub(crate) fn with_connect_timeout(url: &str, timeout: Duration) -> String {
     if url.contains("connect_timeout=") {
         return url.to_owned();
     }
-    let separator = if url.contains('?') { '&' } else { '?' };
+    let separator = match url.find('?') {
+        None => "?",
+        Some(at) if at + 1 == url.len() || url.ends_with('&') => "",
+        Some(_) => "&",
+    };
     // libpq's minimum is 2 s; it counts whole seconds.
     let seconds = timeout.as_secs().max(2);
     format!("{url}{separator}connect_timeout={seconds}")
@@ -481,6 +520,18 @@ mod tests {
             "postgresql://nebula:***@db:5432/nebula?sslmode=require"
         );
         assert_eq!(redact_url("postgres://db/nebula"), "postgres://db/nebula");
+        assert_eq!(
+            redact_url("postgres://u@db/n?sslmode=require&password=p4ss&sslpassword=k3y"),
+            "postgres://u@db/n?sslmode=require&password=***&sslpassword=***"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://db/n?", Duration::from_secs(5)),
+            "postgres://db/n?connect_timeout=5"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://db/n?a=b&", Duration::from_secs(5)),
+            "postgres://db/n?a=b&connect_timeout=5"
+        );
         assert_eq!(
             with_connect_timeout(url, Duration::from_millis(500)),
             format!("{url}&connect_timeout=2")

@@ -108,8 +108,13 @@ pub(crate) fn upsert_plugin_users(
     use std::collections::HashMap;
 
     let now = unix_now();
+    // Rows in key order: two transactions writing overlapping users then lock them in the
+    // same order, so on PostgreSQL one waits for the other instead of deadlocking.
+    let mut sorted: Vec<&PluginUserRow<'_>> = rows.iter().collect();
+    sorted.sort_unstable_by_key(|row| (row.db_name, row.username));
     let values = |with_email: bool| -> Vec<_> {
-        rows.iter()
+        sorted
+            .iter()
             .filter(|row| row.email.is_some() == with_email)
             .map(|row| {
                 (
