@@ -13,7 +13,7 @@
 //! step (same versions, same tables; checked by the tests).
 
 mod connection;
-pub(crate) mod schema;
+pub mod schema;
 pub(crate) mod user_rows;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,8 @@
 //! diesel table definitions; kept in step with `migrations/` by hand (and by the tests).
+//! Public for code that measures the engine against plain diesel on the same tables
+//! (`nebula-bench`); the engine's own queries are the storage API above.
+
+#![allow(missing_docs)]
 
 diesel::table! {
     users (id) {
