@@ -82,11 +82,14 @@ fn answer_deadline(state: &AppState) -> Instant {
 /// written.
 const ANSWER_GRACE: Duration = Duration::from_millis(100);
 
-/// `{"plugin": plugin, key: answer}` as the response, serialised (and dropped) on actix's
-/// blocking pool: a plugin's answer may be megabytes of JSON, and the two HTTP workers must
-/// stay free for other requests meanwhile (the list answers in milliseconds). The answer is
-/// moved into the body, not copied (`json!` would copy it through `to_value`). Not ready by
-/// `deadline`: 504 (the serialisation is then left to finish on its thread and dropped).
+/// `{"plugin": plugin, key: answer}` as the response. A large answer (the one rule of
+/// `nebula_grpc::convert::json_is_large`: over a thousand values or 64 KiB of text) is
+/// serialised (and dropped) on actix's blocking pool: it may be megabytes of JSON, and the two
+/// HTTP workers must stay free for other requests meanwhile; not ready by `deadline`: 504 (the
+/// serialisation is then left to finish on its thread and dropped). A small one, which is
+/// most answers (health, a dry run of a few users), is serialised here: microseconds, less
+/// than the two thread hops the pool would cost. The answer is moved into the body, not
+/// copied (`json!` would copy it through `to_value`).
 async fn answer_off_worker(
     deadline: Instant,
     status: StatusCode,
@@ -95,21 +98,27 @@ async fn answer_off_worker(
     answer: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let name = plugin.clone();
-    let serialised = web::block(move || {
+    let large = nebula_grpc::convert::json_is_large(&answer);
+    let serialise = move || {
         let mut body = JsonObject::new();
         body.insert("plugin".to_owned(), plugin.into());
         body.insert(key.to_owned(), answer.into());
         serde_json::to_vec(&body)
-    });
-    let bytes = tokio::time::timeout_at(deadline.into(), serialised)
-        .await
-        .map_err(|_| {
-            ApiError::Timeout(format!(
-                "plugin '{name}': the answer was too large to be sent within the call timeout"
-            ))
-        })?
-        .map_err(|e| ApiError::Internal(format!("cannot serialise the answer: {e}")))?
-        .map_err(|e| ApiError::Internal(format!("cannot serialise the answer: {e}")))?;
+    };
+    let serialised = if large {
+        tokio::time::timeout_at(deadline.into(), web::block(serialise))
+            .await
+            .map_err(|_| {
+                ApiError::Timeout(format!(
+                    "plugin '{name}': the answer was too large to be sent within the call timeout"
+                ))
+            })?
+            .map_err(|e| ApiError::Internal(format!("cannot serialise the answer: {e}")))?
+    } else {
+        serialise()
+    };
+    let bytes =
+        serialised.map_err(|e| ApiError::Internal(format!("cannot serialise the answer: {e}")))?;
     Ok(HttpResponse::build(status)
         .content_type(ContentType::json())
         .body(bytes))
