@@ -158,15 +158,6 @@ impl DatabaseLocation {
             DatabaseLocation::Postgres(_) => PathBuf::from("data"),
         }
     }
-
-    /// The backend's name, as logs and `/readyz` say it.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            DatabaseLocation::Sqlite(_) => "sqlite",
-            #[cfg(feature = "postgres")]
-            DatabaseLocation::Postgres(_) => "postgres",
-        }
-    }
 }
 
 /// The password of a `postgres://user:password@host/…` URL, if it has one.
@@ -308,15 +299,6 @@ impl Database {
     /// Where the database lives.
     pub fn location(&self) -> &DatabaseLocation {
         &self.location
-    }
-
-    /// Connections open now: (in use, idle).
-    pub fn pool_usage(&self) -> (u32, u32) {
-        let state = self.pool.state();
-        (
-            state.connections.saturating_sub(state.idle_connections),
-            state.idle_connections,
-        )
     }
 
     /// Runs read-only work on the blocking pool.
@@ -513,7 +495,6 @@ mod tests {
         let url = "postgresql://nebula:s3cret@db:5432/nebula?sslmode=require";
         let location = DatabaseLocation::parse(url).unwrap();
         assert_eq!(location, DatabaseLocation::Postgres(url.to_owned()));
-        assert_eq!(location.backend(), "postgres");
         assert!(!format!("{location:?}").contains("s3cret"));
         assert_eq!(
             redact_url(url),
