@@ -4,6 +4,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::metrics::Metrics;
 use crate::storage::schema::events;
 use crate::storage::{on_backend, unix_now, Database, StorageError};
 
@@ -27,12 +28,19 @@ pub struct Event {
 #[derive(Debug, Clone)]
 pub struct EventBus {
     db: Database,
+    metrics: Option<Metrics>,
 }
 
 impl EventBus {
     /// A bus storing into `db`.
     pub fn new(db: Database) -> Self {
-        EventBus { db }
+        EventBus { db, metrics: None }
+    }
+
+    /// The same bus, counting the events it stores in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Stores the event.
@@ -58,6 +66,11 @@ impl EventBus {
                 })
             })
             .await
+            .inspect(|_| {
+                if let Some(metrics) = &self.metrics {
+                    metrics.event_written();
+                }
+            })
     }
 
     /// Stored events whose name starts with `prefix`, newest first, at most `limit` (clamped to

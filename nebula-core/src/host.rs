@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::directory::IdentityDirectory;
 use crate::events::EventBus;
 use crate::logs::PluginLogs;
+use crate::metrics::Metrics;
 use crate::storage::StorageError;
 
 /// The one mapping from storage errors to what a plugin sees.
@@ -32,6 +33,7 @@ pub struct CoreHost {
     directory: IdentityDirectory,
     events: EventBus,
     logs: Arc<PluginLogs>,
+    metrics: Option<Metrics>,
 }
 
 impl CoreHost {
@@ -50,7 +52,35 @@ impl CoreHost {
             directory,
             events,
             logs,
+            metrics: None,
         }
+    }
+
+    /// The same host, counting the users plugins write in `metrics`
+    /// (`nebula_synced_users_total`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts what one write of users ended in.
+    fn count<'a>(
+        &self,
+        plugin: &str,
+        written: impl IntoIterator<Item = &'a Result<SyncOutcome, PluginError>>,
+    ) {
+        let Some(metrics) = &self.metrics else { return };
+        let (mut created, mut updated, mut failed) = (0, 0, 0);
+        for result in written {
+            match result {
+                Ok(SyncOutcome::Created) => created += 1,
+                Ok(SyncOutcome::Updated) => updated += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        metrics.synced_users(plugin, "created", created);
+        metrics.synced_users(plugin, "updated", updated);
+        metrics.synced_users(plugin, "failed", failed);
     }
 }
 
@@ -61,7 +91,13 @@ fn updated_by(plugin: &str) -> String {
 #[async_trait]
 impl Host for CoreHost {
     async fn sync_user(&self, plugin: &str, user: &SyncUser) -> Result<SyncOutcome, PluginError> {
-        Ok(self.directory.sync_user(&updated_by(plugin), user).await?)
+        let written = self
+            .directory
+            .sync_user(&updated_by(plugin), user)
+            .await
+            .map_err(PluginError::from);
+        self.count(plugin, [&written]);
+        written
     }
 
     /// One transaction per chunk of users, not one per user (`IdentityDirectory::sync_users`).
@@ -70,11 +106,15 @@ impl Host for CoreHost {
         plugin: &str,
         users: &[SyncUser],
     ) -> Result<Vec<Result<SyncOutcome, PluginError>>, PluginError> {
-        let written = self.directory.sync_users(&updated_by(plugin), users).await;
-        Ok(written
+        let written: Vec<_> = self
+            .directory
+            .sync_users(&updated_by(plugin), users)
+            .await
             .into_iter()
             .map(|r| r.map_err(PluginError::from))
-            .collect())
+            .collect();
+        self.count(plugin, &written);
+        Ok(written)
     }
 
     async fn list_users(

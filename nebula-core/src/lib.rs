@@ -27,6 +27,7 @@ pub mod events;
 pub mod host;
 pub mod logs;
 pub mod manager;
+pub mod metrics;
 pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -48,6 +49,7 @@ pub use manager::{
     InstanceWatch, ManagerError, PluginDescriptor, PluginManager, PluginProvider, PluginRecord,
     PluginSource, PluginStatus, ProcessConnector, ProcessPluginSpec,
 };
+pub use metrics::Metrics;
 pub use storage::{Database, StorageError};
 
 use manager::{
@@ -77,6 +79,7 @@ pub struct NebulaCore {
     events: EventBus,
     plugins: Arc<PluginManager>,
     logs: Arc<PluginLogs>,
+    metrics: Metrics,
     monitor: Option<Arc<MonitorHandle>>,
 }
 
@@ -128,6 +131,17 @@ impl NebulaCore {
     /// The last lines each plugin wrote through `ctx.log`.
     pub fn logs(&self) -> &Arc<PluginLogs> {
         &self.logs
+    }
+
+    /// The service's metrics (`metrics` module).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Every metric in the Prometheus text format, the plugin states and the pool read now.
+    pub fn render_metrics(&self) -> Result<String, String> {
+        self.metrics
+            .render(&self.plugins.list(), self.database.pool_state())
     }
 
     /// Stops the health monitor and shuts every plugin down (bounded, in parallel). The storage
@@ -241,14 +255,14 @@ impl NebulaCoreBuilder {
             config.database.connect_timeout(),
         )
         .await?;
+        let metrics = Metrics::new();
         let directory = IdentityDirectory::new(database.clone());
-        let events = EventBus::new(database.clone());
+        let events = EventBus::new(database.clone()).with_metrics(metrics.clone());
         let logs = Arc::new(PluginLogs::default());
-        let host = Arc::new(CoreHost::with_logs(
-            directory.clone(),
-            events.clone(),
-            logs.clone(),
-        ));
+        let host = Arc::new(
+            CoreHost::with_logs(directory.clone(), events.clone(), logs.clone())
+                .with_metrics(metrics.clone()),
+        );
 
         let mut providers: Vec<Arc<dyn PluginProvider>> = Vec::new();
         if config.plugins.enabled {
@@ -284,6 +298,7 @@ impl NebulaCoreBuilder {
             providers,
             host_service: self.host_service,
             instance_id: self.instance_id,
+            metrics: metrics.clone(),
         });
         plugins.rescan().await?;
         // The background tasks: the health monitor, and the poll of the enabled flags other
@@ -300,6 +315,7 @@ impl NebulaCoreBuilder {
             events,
             plugins,
             logs,
+            metrics,
             monitor,
         })
     }

@@ -22,7 +22,7 @@ use nebula_plugin_api::{
     MAX_USERS_PER_REQUEST,
 };
 use prost_types::Struct;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{json_is_large, json_to_struct, struct_is_large, struct_to_json};
@@ -150,7 +150,7 @@ where
         .add_service(host_service(tokens, &options));
     match listener {
         BoundListener::Tcp(l) => Ok(router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(l), shutdown)
+            .serve_with_incoming_shutdown(crate::server::tcp_incoming(l), shutdown)
             .await?),
         BoundListener::Unix(l, path) => {
             let result = router

@@ -92,7 +92,9 @@ where
     F: Future<Output = Result<T, PluginError>> + Send + 'static,
     T: Send + 'static,
 {
-    let mut handle = tokio::spawn(call);
+    // In the caller's span, so what the plugin logs carries the caller's fields (the HTTP
+    // request id).
+    let mut handle = tokio::spawn(tracing::Instrument::in_current_span(call));
     match tokio::time::timeout(limit, &mut handle).await {
         Ok(Ok(Ok(value))) => Ok(value),
         Ok(Ok(Err(error))) => Err(CallFailure::Error(error)),

@@ -4,9 +4,10 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::header::CONTENT_TYPE;
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, App, Resource};
+use tracing::Instrument;
 
 use crate::auth::require_staff;
 use crate::error::ApiError;
@@ -43,7 +44,7 @@ pub fn app(
     app.default_service(web::to(not_found))
         // Outermost last: the log sees the final status, after errors became JSON.
         .wrap(ErrorHandlers::new().default_handler(json_error_body))
-        .wrap(from_fn(log_request))
+        .wrap(from_fn(observe_request))
 }
 
 /// One resource per path, so a known path with the wrong method answers 405 (actix's
@@ -104,22 +105,65 @@ fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandler
     ))
 }
 
-/// One line per request: method, path, status, duration. Never headers, so never the token
-/// or the cookie.
-async fn log_request(
+/// The header a request id is read from and returned in.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request's id: the caller's `X-Request-Id` when it is sane (1 to 128 characters among
+/// letters, digits and `-_.:`, so it cannot forge a log line or a header), else a new random
+/// one (32 hex digits).
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned)
+}
+
+/// Around every request: a `request` span carrying its id (so every log line of the request,
+/// the engine's and the plugin's included, names it), the id returned as `X-Request-Id`, the
+/// HTTP metrics by route template, and one log line: method, path, status, duration. Never
+/// headers, so never the token or the cookie.
+async fn observe_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let method = req.method().clone();
     let path = req.path().to_owned();
+    let id = request_id(&req);
+    let span = tracing::info_span!("request", request_id = %id);
     let started = Instant::now();
-    let res = next.call(req).await?;
-    tracing::info!(
-        %method,
-        %path,
-        status = res.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let elapsed = started.elapsed();
+    let status = res.status().as_u16();
+    // The template (`/system/plugins/{name}/health`), never the raw path: the series stay
+    // as few as the routes.
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+        state
+            .core
+            .metrics()
+            .http_request(method.as_str(), &route, status, elapsed);
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            %method,
+            %path,
+            status,
+            ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
     Ok(res)
 }

@@ -38,7 +38,10 @@ pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
 }
 
 /// Who is calling, when it is allowed to (see the [module documentation](self)).
-async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Principal, ApiError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Principal, ApiError> {
     if let Some(token) = req.headers().get(TOKEN_HEADER).filter(|v| !v.is_empty()) {
         // A value that is not visible ASCII is a wrong token, and counts as one.
         let presented = token.to_str().unwrap_or("");

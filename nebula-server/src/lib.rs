@@ -15,6 +15,7 @@ pub mod external;
 pub mod extract;
 pub mod linked;
 pub mod logging;
+mod memory;
 pub mod process;
 pub mod routes;
 pub mod startup;

@@ -1,19 +1,39 @@
-//! The process log: `tracing` to standard error, one event per line, always.
+//! The process log: `tracing` to standard error, one event per line, always: readable text
+//! or JSON (`log.format`), filtered by `log.filter` or `RUST_LOG`.
 
 use std::io::{self, IsTerminal, Write};
 
+use nebula_core::config::{LogConfig, LogFormat};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
 
-/// Installs the subscriber: `RUST_LOG`-style filter (default `info`), standard error, colours
-/// only on a terminal, and every event kept on one line ([`OneLineWriter`]).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+/// Installs the subscriber: the filter of `RUST_LOG` when set, else `log.filter`; standard
+/// error; every event kept on one line ([`OneLineWriter`]). Text has colours only on a
+/// terminal (a file or a pipe gets none); JSON is one object per line with the event's fields
+/// at the top level and the request's (`request_id`) under `span`. A filter that does not
+/// parse is an error naming where it came from.
+pub fn init_tracing(config: &LogConfig) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => {
+            EnvFilter::try_new(&env).map_err(|e| format!("RUST_LOG={env:?}: {e}"))?
+        }
+        _ => EnvFilter::try_new(&config.filter)
+            .map_err(|e| format!("log.filter = {:?}: {e}", config.filter))?,
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(io::stderr().is_terminal())
-        .with_writer(OneLineWriter(io::stderr))
-        .try_init();
+        .with_writer(OneLineWriter(io::stderr));
+    // A second call (tests that start several servers in one process) keeps the first.
+    let _ = match config.format {
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    Ok(())
 }
 
 /// Wraps a writer so that a formatted event can never span several lines: every control

@@ -1,9 +1,13 @@
 //! What every handler shares, and the bridge to the engine's runtime.
 
 use std::future::Future;
+use std::sync::Arc;
+
+use actix_web::web::Bytes;
 
 use nebula_core::auth::{Authenticator, WebOrigin};
 use nebula_core::NebulaCore;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 
@@ -21,6 +25,10 @@ pub struct AppState {
     /// `server.public_origin`: the origin cookie-authenticated state changes must come from;
     /// `None`: the one of the `Host` each request was sent to.
     pub public_origin: Option<WebOrigin>,
+    /// `server.metrics_public`: `GET /metrics` without credentials.
+    pub metrics_public: bool,
+    /// The last answer of `GET /system/plugins` and the `list_version` it was made at.
+    plugin_list: Arc<parking_lot::Mutex<Option<(u64, Bytes)>>>,
 }
 
 impl AppState {
@@ -37,12 +45,38 @@ impl AppState {
             runtime,
             cookie_secure,
             public_origin: None,
+            metrics_public: false,
+            plugin_list: Arc::default(),
         }
+    }
+
+    /// The body of `GET /system/plugins`, from a snapshot while the list has not changed
+    /// (`PluginManager::list_version`): the list is asked for far more often (panels poll
+    /// it) than it changes, and rebuilding it takes every plugin's lock and a serialisation.
+    pub fn plugin_list_body(&self) -> Result<Bytes, ApiError> {
+        let plugins = self.core.plugins();
+        let version = plugins.list_version();
+        if let Some((made_at, body)) = &*self.plugin_list.lock() {
+            if *made_at == version {
+                return Ok(body.clone());
+            }
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "plugins": plugins.list() }))
+            .map(Bytes::from)
+            .map_err(|e| ApiError::Internal(format!("could not serialise the plugin list: {e}")))?;
+        *self.plugin_list.lock() = Some((version, body.clone()));
+        Ok(body)
     }
 
     /// The same state with `server.public_origin` set.
     pub fn with_public_origin(mut self, origin: Option<WebOrigin>) -> Self {
         self.public_origin = origin;
+        self
+    }
+
+    /// The same state with `server.metrics_public` set.
+    pub fn with_metrics_public(mut self, public: bool) -> Self {
+        self.metrics_public = public;
         self
     }
 
@@ -55,8 +89,10 @@ impl AppState {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        // In the request's span: the engine's log lines, the plugin's own among them, carry
+        // its request id.
         self.runtime
-            .spawn(work)
+            .spawn(work.in_current_span())
             .await
             .map_err(|e| ApiError::Internal(format!("engine task failed: {e}")))
     }

@@ -473,7 +473,16 @@ fn bad_input_gets_its_status_and_a_json_detail_never_a_5xx() {
     assert_eq!(answer.status, 413);
     assert!(answer.body["detail"].is_string());
 
-    // Disabled plugin: 409; started again: works.
+    // Disabled plugin: 409; started again: works. The list (answered from a snapshot while
+    // nothing changes) shows each change at once.
+    let listed_status = |server: &Server| {
+        let list = server.get("/system/plugins");
+        let plugins = list.body["plugins"].as_array().unwrap().clone();
+        let rec = plugins.iter().find(|p| p["name"] == "sample_sync").unwrap();
+        (rec["status"].clone(), rec["enabled"].clone())
+    };
+    assert_eq!(listed_status(&server), listed_status(&server));
+    assert_eq!(listed_status(&server).1, json!(true));
     let stop = server.post(
         "/system/plugins/sample_sync/action",
         &json!({"action": "stop"}),
@@ -485,11 +494,13 @@ fn bad_input_gets_its_status_and_a_json_detail_never_a_5xx() {
     let answer = server.post(sync, &json!({}));
     assert_eq!(answer.status, 409);
     assert!(answer.body["detail"].as_str().unwrap().contains("disabled"));
+    assert_eq!(listed_status(&server), (json!("disabled"), json!(false)));
     let start = server.post(
         "/system/plugins/sample_sync/action",
         &json!({"action": "start"}),
     );
     assert_eq!(start.body["result"]["status"], "started");
+    assert_eq!(listed_status(&server).1, json!(true));
     assert_eq!(server.post(sync, &json!({})).status, 200);
 
     // An empty body is a default (dry) run.

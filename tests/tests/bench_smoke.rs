@@ -39,12 +39,23 @@ fn the_benchmark_runs_every_case_and_prints_its_table() {
         "list, 64 conn",
         "health, 64 conn",
         "dry run, 64 conn",
-        "real sync 1000 users, new",
-        "real sync 1000 users, again",
+        "real sync 1000 users, new, SQLite",
+        "real sync 1000 users, again, SQLite",
+        "external health, adapter alone",
+        "external health, through HTTP",
+        "external dry run, adapter alone",
+        "external dry run, through HTTP",
         "RSS idle",
         "RSS after the load",
         "start-up to /healthz, synced users, 3 plugins",
     ] {
         assert!(stdout.contains(case), "no '{case}' in\n{stdout}");
+    }
+    // With a PostgreSQL server named (as in CI), its rows are there too.
+    if std::env::var_os("NEBULA_TEST_POSTGRES_URL").is_some() {
+        assert!(
+            stdout.contains("real sync 1000 users, new, PostgreSQL"),
+            "no PostgreSQL rows in\n{stdout}"
+        );
     }
 }

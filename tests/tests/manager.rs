@@ -385,3 +385,46 @@ nebula_core::each_backend! {
         core.shutdown().await;
     }
 }
+
+nebula_core::each_backend! {
+    #[tokio::test]
+    async fn the_list_version_moves_with_every_change_and_only_then(db) {
+        let core = NebulaCore::builder()
+            .config(common::config_on(db))
+            .without_inventory()
+            .plugin(PluginDescriptor::in_process(
+                nebula_tests::test_manifest("steady"),
+                || Box::new(nebula_tests::WellBehaved),
+                "manager_test",
+            ))
+            .build()
+            .await
+            .unwrap();
+        let plugins = core.plugins();
+        // Reading changes nothing (the health monitor's first round is 30 s away).
+        let before = plugins.list_version();
+        let listed = plugins.list();
+        plugins.record("steady").unwrap();
+        assert_eq!(plugins.list_version(), before);
+        assert_eq!(plugins.list(), listed);
+
+        // A call moves the counters, so the version.
+        plugins.health("steady").await.unwrap();
+        let after_call = plugins.list_version();
+        assert_ne!(after_call, before);
+        assert_ne!(plugins.list(), listed);
+        assert!(plugins.list()[0].last_call_ms.is_some());
+
+        // So do a stop, a start and a rescan.
+        plugins.stop("steady").await.unwrap();
+        let after_stop = plugins.list_version();
+        assert_ne!(after_stop, after_call);
+        assert!(!plugins.list()[0].enabled);
+        plugins.start("steady").await.unwrap();
+        assert_ne!(plugins.list_version(), after_stop);
+        let after_start = plugins.list_version();
+        plugins.rescan().await.unwrap();
+        assert_ne!(plugins.list_version(), after_start);
+        core.shutdown().await;
+    }
+}

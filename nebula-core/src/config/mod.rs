@@ -39,6 +39,39 @@ pub struct NebulaConfig {
     pub plugins: PluginsConfig,
     /// `[auth]`.
     pub auth: AuthConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+}
+
+/// `[log]`: the process log (standard error).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (one readable line per event) or `json` (one JSON object per line).
+    pub format: LogFormat,
+    /// Which events to write, in `RUST_LOG`'s syntax (`info`, `nebula_core=debug,info`); the
+    /// `RUST_LOG` environment variable, when set, wins.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
 }
 
 /// `[server]`: the HTTP listener.
@@ -59,6 +92,9 @@ pub struct ServerConfig {
     /// plugins' `run/` directory. Default: the data directory. Several servers on one
     /// database each need their own (the secrets stay shared, beside the database file).
     pub runtime_dir: Option<std::path::PathBuf>,
+    /// Serve `GET /metrics` without credentials (for a Prometheus that cannot send the
+    /// installer token). Default: the same credentials as `/system/`.
+    pub metrics_public: bool,
 }
 
 impl ServerConfig {
@@ -80,6 +116,7 @@ impl Default for ServerConfig {
             cookie_secure: false,
             public_origin: None,
             runtime_dir: None,
+            metrics_public: false,
         }
     }
 }

@@ -161,6 +161,9 @@ impl PluginManager {
         observation: Observation<'_>,
     ) {
         let failed = observation.is_plugin_failure();
+        if let Observation::Restarted { automatic, .. } = &observation {
+            self.metrics.plugin_restarted(&slot.name, *automatic);
+        }
         let changed = {
             let mut st = slot.state.lock();
             if let Some(ticket) = ticket {
@@ -168,8 +171,14 @@ impl PluginManager {
                     Observation::Failed { failure, .. } => Some(*failure),
                     _ => None,
                 };
-                st.stats
-                    .record(ticket.method, ticket.elapsed, Outcome::of(failure));
+                let outcome = Outcome::of(failure);
+                st.stats.record(ticket.method, ticket.elapsed, outcome);
+                self.metrics.plugin_call(
+                    &slot.name,
+                    ticket.method.as_str(),
+                    outcome.into(),
+                    ticket.elapsed,
+                );
                 if ticket.generation != st.generation {
                     return;
                 }

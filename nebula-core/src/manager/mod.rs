@@ -28,6 +28,7 @@ mod slot;
 mod state;
 mod state_store;
 mod stats;
+mod watched;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub use settings::ManagerSettings;
 pub use stats::{MethodSnapshot, PluginStats, ProcessInfo};
 
 use crate::events::EventBus;
+use crate::metrics::Metrics;
 use crate::storage::Database;
 use slot::PluginSlot;
 use state_store::PluginStateStore;
@@ -76,6 +78,8 @@ pub struct ManagerParts {
     /// This instance's name among those sharing the database (default: host and working
     /// directory).
     pub instance_id: Option<String>,
+    /// Where plugin calls and restarts are counted.
+    pub metrics: Metrics,
 }
 
 /// Discovers, runs and watches plugins. Safe to share between tasks (`Arc<PluginManager>`).
@@ -92,6 +96,9 @@ pub struct PluginManager {
     /// Set by `shutdown`: nothing is started or restarted any more.
     shutting_down: std::sync::atomic::AtomicBool,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    metrics: Metrics,
+    /// Counts changes to the slots and their states (`list_version`).
+    changes: watched::ChangeCounter,
     rescan_lock: tokio::sync::Mutex<()>,
     /// State-change events, stored in order by one task.
     state_events: tokio::sync::mpsc::UnboundedSender<(String, serde_json::Value)>,
@@ -130,6 +137,8 @@ impl PluginManager {
             instance_id: parts.instance_id.unwrap_or_else(default_instance_id),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             slots: RwLock::new(BTreeMap::new()),
+            changes: watched::ChangeCounter::default(),
+            metrics: parts.metrics,
             rescan_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -145,6 +154,15 @@ impl PluginManager {
         let mut records: Vec<PluginRecord> = slots.iter().map(|s| s.record()).collect();
         records.sort_by(|a, b| (a.source.as_str(), &a.name).cmp(&(b.source.as_str(), &b.name)));
         records
+    }
+
+    /// A number that changes whenever what [`PluginManager::list`] returns may have changed
+    /// (a state, a counter, a plugin added or dropped). Two equal readings mean the list did
+    /// not change between them, so a caller may keep what it made of the list (the server
+    /// keeps the serialised answer of `GET /system/plugins`) until the number moves. Read it
+    /// *before* calling `list`: a change made meanwhile then shows as a new number next time.
+    pub fn list_version(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// One plugin's record.

@@ -70,6 +70,7 @@ impl PluginManager {
                         name,
                         Some(descriptor.clone()),
                         scopes.clone(),
+                        self.changes.clone(),
                     ))
                 })
                 .clone();
@@ -94,7 +95,14 @@ impl PluginManager {
             let Some(name) = refused.name else { continue };
             let slot = slots
                 .entry(name.clone())
-                .or_insert_with(|| Arc::new(PluginSlot::new(&name, None, ScopeSet::empty())))
+                .or_insert_with(|| {
+                    Arc::new(PluginSlot::new(
+                        &name,
+                        None,
+                        ScopeSet::empty(),
+                        self.changes.clone(),
+                    ))
+                })
                 .clone();
             {
                 let mut st = slot.state.lock();
@@ -104,6 +112,9 @@ impl PluginManager {
             }
             plan.broken.push((slot, refused.message));
         }
+        // Slots added or dropped change the list; counted while the map is still locked.
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         plan
     }
 

@@ -4,18 +4,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nebula_plugin_api::{Plugin, ScopeSet};
-use parking_lot::Mutex;
-
 use super::state::PluginState;
 use super::stats::CallStats;
+use super::watched::{ChangeCounter, WatchedMutex};
 use super::{ManagerError, Method, PluginDescriptor, PluginRecord, PluginSource};
 use crate::storage::unix_now;
+use nebula_plugin_api::{Plugin, ScopeSet};
 
 /// One plugin known to the manager.
 pub(super) struct PluginSlot {
     pub(super) name: String,
-    pub(super) state: Mutex<SlotState>,
+    /// Every mutable access counts as a change of the plugin list (`PluginManager::list_version`).
+    pub(super) state: WatchedMutex<SlotState>,
     /// Serialises start/stop/restart/rescan of this plugin.
     pub(super) lifecycle: tokio::sync::Mutex<()>,
     /// Held for the whole of a real (non-dry-run) sync, by the task running it: a timed-out
@@ -103,21 +103,29 @@ impl SlotState {
 }
 
 impl PluginSlot {
-    pub(super) fn new(name: &str, descriptor: Option<PluginDescriptor>, scopes: ScopeSet) -> Self {
+    pub(super) fn new(
+        name: &str,
+        descriptor: Option<PluginDescriptor>,
+        scopes: ScopeSet,
+        changes: ChangeCounter,
+    ) -> Self {
         PluginSlot {
             name: name.to_owned(),
-            state: Mutex::new(SlotState {
-                identity: PluginIdentity::of(descriptor.as_ref()),
-                descriptor,
-                scopes,
-                instance: None,
-                generation: 0,
-                failures_seen: 0,
-                state: PluginState::discovered(unix_now()),
-                stats: CallStats::default(),
-                pid: None,
-                recovery_due: None,
-            }),
+            state: WatchedMutex::new(
+                SlotState {
+                    identity: PluginIdentity::of(descriptor.as_ref()),
+                    descriptor,
+                    scopes,
+                    instance: None,
+                    generation: 0,
+                    failures_seen: 0,
+                    state: PluginState::discovered(unix_now()),
+                    stats: CallStats::default(),
+                    pid: None,
+                    recovery_due: None,
+                },
+                changes,
+            ),
             lifecycle: tokio::sync::Mutex::new(()),
             real_sync: Arc::new(tokio::sync::Mutex::new(())),
             removed: AtomicBool::new(false),

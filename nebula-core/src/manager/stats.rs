@@ -19,6 +19,17 @@ pub(crate) enum Outcome {
     Panic,
 }
 
+impl From<Outcome> for crate::metrics::CallOutcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Ok => Self::Ok,
+            Outcome::Error => Self::Error,
+            Outcome::Timeout => Self::Timeout,
+            Outcome::Panic => Self::Panic,
+        }
+    }
+}
+
 impl Outcome {
     pub(crate) fn of(failure: Option<&CallFailure>) -> Self {
         match failure {

@@ -227,6 +227,15 @@ impl std::fmt::Debug for Database {
     }
 }
 
+/// The pool's connections at one moment ([`Database::pool_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolState {
+    /// Checked out by some work.
+    pub in_use: u32,
+    /// Open and waiting in the pool.
+    pub idle: u32,
+}
+
 impl Database {
     /// Opens (creating a SQLite file and its directory when missing) and migrates the
     /// database. Blocking: call it from a blocking context, or use [`Database::open_async`].
@@ -283,6 +292,15 @@ impl Database {
         tokio::task::spawn_blocking(move || Database::open_with(&url, pool_size, connect_timeout))
             .await
             .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+
+    /// The pool's connections now: in use and idle (for `nebula_db_pool_connections`).
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            idle: state.idle_connections,
+        }
     }
 
     /// Whether the database answers now: one trivial query, failing as

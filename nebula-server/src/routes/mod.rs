@@ -5,6 +5,7 @@
 
 mod directory;
 mod events;
+mod metrics;
 mod plugins;
 mod session;
 
@@ -65,7 +66,8 @@ pub fn system_routes() -> Vec<RouteEntry> {
     ]
 }
 
-/// Routes without credentials: liveness, readiness and the login/logout pair.
+/// Routes outside `/system`: liveness, readiness, the login/logout pair, and the metrics
+/// (which check credentials themselves unless `server.metrics_public`).
 pub fn public_routes() -> Vec<RouteEntry> {
     vec![
         entry("GET", "/healthz", web::get().to(session::healthz)),
@@ -75,6 +77,7 @@ pub fn public_routes() -> Vec<RouteEntry> {
             ..entry("POST", "/auth/login", web::post().to(session::login))
         },
         entry("POST", "/auth/logout", web::post().to(session::logout)),
+        entry("GET", "/metrics", web::get().to(metrics::metrics)),
     ]
 }
 

@@ -14,8 +14,13 @@ use crate::error::ApiError;
 use crate::extract::{Body, PluginName, QueryParams};
 use crate::state::AppState;
 
-pub(crate) async fn list(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "plugins": state.core.plugins().list() }))
+pub(crate) async fn list(
+    state: web::Data<AppState>,
+    _caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(state.plugin_list_body()?))
 }
 
 pub(crate) async fn rescan(
@@ -60,6 +65,7 @@ pub(crate) async fn sync_users(
     } else {
         SyncRequest::from_json_slice(&body)?
     };
+    drop(body);
     if !request.dry_run {
         tracing::info!(caller = %caller.describe(), plugin = %name.0, "real sync requested");
     }
@@ -106,7 +112,14 @@ async fn answer_off_worker(
         serde_json::to_vec(&body)
     };
     let serialised = if large {
-        tokio::time::timeout_at(deadline.into(), web::block(serialise))
+        let serialise_and_trim = move || {
+            let serialised = serialise();
+            // The request and the answer are gone by now (the plugin consumed one, `serialise`
+            // dropped the other): a large call is the moment memory can go back.
+            crate::memory::release_free_memory();
+            serialised
+        };
+        tokio::time::timeout_at(deadline.into(), web::block(serialise_and_trim))
             .await
             .map_err(|_| {
                 ApiError::Timeout(format!(

@@ -30,6 +30,14 @@ pub enum StartupError {
         /// What is wrong.
         message: String,
     },
+    /// The log filter (`log.filter` or `RUST_LOG`) does not parse.
+    #[error("invalid configuration (file {file}): {message}")]
+    Log {
+        /// The configuration file, or "none (defaults)".
+        file: String,
+        /// What is wrong, naming the key or the variable.
+        message: String,
+    },
     /// `database.url` cannot be used.
     #[error(transparent)]
     DatabaseUrl(StorageError),
@@ -126,6 +134,7 @@ impl StartupError {
             self,
             StartupError::Config(_)
                 | StartupError::Endpoints { .. }
+                | StartupError::Log { .. }
                 | StartupError::DatabaseUrl(_)
                 | StartupError::PublicOrigin(_)
                 | StartupError::Secret(SecretError::TooShort { .. })

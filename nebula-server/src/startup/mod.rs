@@ -25,8 +25,8 @@ use crate::external::validate_endpoints;
 /// Parses the command line and runs it; a failure is printed once, as
 /// `nebula-server: <message>` on standard error, and becomes the exit code.
 pub fn main_entry() -> ExitCode {
+    crate::memory::tune_allocator();
     let cli = Cli::parse();
-    crate::logging::init_tracing();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -39,6 +39,10 @@ pub fn main_entry() -> ExitCode {
 /// Loads and checks the configuration, starts the engine runtime and runs the command.
 fn run(cli: Cli) -> Result<(), StartupError> {
     let loaded = NebulaConfig::load(cli.config.as_deref())?;
+    crate::logging::init_tracing(&loaded.config.log).map_err(|message| StartupError::Log {
+        file: describe_config(loaded.file.as_deref()),
+        message,
+    })?;
     validate_endpoints(&loaded.config).map_err(|message| StartupError::Endpoints {
         file: describe_config(loaded.file.as_deref()),
         message,

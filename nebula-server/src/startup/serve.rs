@@ -71,7 +71,8 @@ pub(super) fn serve(
         runtime.handle().clone(),
         config.server.cookie_secure,
     )
-    .with_public_origin(public_origin);
+    .with_public_origin(public_origin)
+    .with_metrics_public(config.server.metrics_public);
     let served = actix_rt::System::new().block_on(run_http(state, &config, file.as_deref()));
     tracing::info!("stopping plugins");
     runtime.block_on(async {

@@ -30,6 +30,9 @@ pub struct Answer {
     pub body: Value,
     pub set_cookie: Vec<String>,
     pub retry_after: Option<String>,
+    pub request_id: Option<String>,
+    /// The body as text (the metrics are not JSON).
+    pub text: String,
 }
 
 /// A command for the binary with a clean environment: no NEBULA_* leaks in from the caller.
@@ -142,6 +145,7 @@ impl Server {
             .map(|s| s.to_string())
             .collect();
         let retry_after = response.header("retry-after").map(str::to_owned);
+        let request_id = response.header("x-request-id").map(str::to_owned);
         let text = response.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Answer {
@@ -149,6 +153,8 @@ impl Server {
             body,
             set_cookie,
             retry_after,
+            request_id,
+            text,
         }
     }
 

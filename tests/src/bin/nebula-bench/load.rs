@@ -101,18 +101,25 @@ pub fn run(request: &Request, connections: usize, warmup: Duration, measure: Dur
         latencies.extend(mine);
         errors += my_errors;
     }
-    latencies.sort_unstable();
-    let at = |q: f64| -> u64 {
-        if latencies.is_empty() {
-            return 0;
+    Outcome::of(latencies, errors, measure)
+}
+
+impl Outcome {
+    /// The outcome of `latencies` (microseconds, in any order) measured over `measure`.
+    pub fn of(mut latencies: Vec<u64>, errors: u64, measure: Duration) -> Outcome {
+        latencies.sort_unstable();
+        let at = |q: f64| -> u64 {
+            if latencies.is_empty() {
+                return 0;
+            }
+            let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+            latencies[index.min(latencies.len() - 1)]
+        };
+        Outcome {
+            errors,
+            per_second: latencies.len() as f64 / measure.as_secs_f64(),
+            p50_us: at(0.50),
+            p99_us: at(0.99),
         }
-        let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
-        latencies[index.min(latencies.len() - 1)]
-    };
-    Outcome {
-        errors,
-        per_second: latencies.len() as f64 / measure.as_secs_f64(),
-        p50_us: at(0.50),
-        p99_us: at(0.99),
     }
 }

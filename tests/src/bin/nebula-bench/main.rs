@@ -16,6 +16,11 @@
 //! - real syncs of 1,000, 10,000 and 100,000 new users through HTTP (requests of at most
 //!   10,000, the API's limit), then the same users again, against plain diesel writing the same
 //!   rows on the same database (a prepared upsert per row, one transaction per 500 rows);
+//! - the same syncs on PostgreSQL (up to 10,000 users) when `NEBULA_TEST_POSTGRES_URL` names
+//!   a server (`eval "$(.ci/postgres.sh)"` starts one);
+//! - `sample_sync` as an external gRPC plugin (`serve-plugin` on loopback): health and the dry
+//!   run by a plain tonic client, by the adapter alone (`nebula_grpc::GrpcPlugin` in this
+//!   process) and through the HTTP API, one call at a time: what each layer adds at p50;
 //! - RSS idle and after the load, and start-up to the first `/healthz`: with no configuration
 //!   on an empty database (as the README starts it), and with the three plugins on the
 //!   database holding the synced users.
@@ -24,6 +29,7 @@
 //! smoke test) runs every case briefly and the sync of 1,000 users only.
 
 mod baseline;
+mod grpc;
 mod load;
 
 use std::io::{BufRead, BufReader};
@@ -33,6 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use nebula_core::storage::schema::{user_identity_tags, users};
@@ -241,7 +248,17 @@ fn prepare(dir: &Path, twin: &Path) -> Result<PathBuf, String> {
 }
 
 fn start_server(binary: &Path, dir: &Path, config: Option<&Path>) -> Result<Process, String> {
+    start_server_with(binary, dir, config, &[])
+}
+
+fn start_server_with(
+    binary: &Path,
+    dir: &Path,
+    config: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Result<Process, String> {
     let mut command = Command::new(binary);
+    command.envs(env.iter().copied());
     if let Some(config) = config {
         command.arg("--config").arg(config);
     }
@@ -268,7 +285,7 @@ struct Row {
 impl Row {
     fn print_all(rows: &[Row]) {
         println!(
-            "{:<44} {:>22} {:>22} {:>7}  target",
+            "{:<52} {:>30} {:>22} {:>7}  target",
             "case", "nebula-server", "baseline", "ratio"
         );
         for row in rows {
@@ -279,7 +296,7 @@ impl Row {
                 None => "",
             };
             println!(
-                "{:<44} {:>22} {:>22} {:>7}  {:<18} {met}",
+                "{:<52} {:>30} {:>22} {:>7}  {:<18} {met}",
                 row.case, row.ours, row.baseline, ratio, row.target
             );
         }
@@ -376,6 +393,100 @@ fn http_rows(
     rows
 }
 
+/// The peer's token, in the environment of the peer and of the server that calls it.
+const PEER_TOKEN_ENV: &str = "NEBULA_BENCH_PEER_TOKEN";
+const PEER_TOKEN: &str = "nebula-bench-peer-token-0123456789abcdef";
+/// What the adapter may add at p50 over a plain tonic client (the issue's target).
+const ADAPTER_BUDGET_US: u64 = 150;
+
+/// `sample_sync` served by `serve-plugin` on loopback, called through a server of its own (as
+/// the external plugin `sample_remote`) and by a plain tonic client, one call at a time.
+fn grpc_rows(server_bin: &Path, options: &Options, failed: &mut u64) -> Result<Vec<Row>, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let io = |e: std::io::Error| e.to_string();
+    let peer_dir = dir.path().join("peer");
+    let server_dir = dir.path().join("server");
+    std::fs::create_dir_all(&peer_dir).map_err(io)?;
+    std::fs::create_dir_all(&server_dir).map_err(io)?;
+    let peer = Process::start(
+        Command::new(server_bin)
+            .args(["serve-plugin", "sample_sync", "--listen", "127.0.0.1:0"])
+            .args(["--token-env", PEER_TOKEN_ENV])
+            .current_dir(&peer_dir)
+            .env_remove("NEBULA_CONFIG")
+            .env(PEER_TOKEN_ENV, PEER_TOKEN)
+            .env("RUST_LOG", "warn"),
+    )?;
+    let config = server_dir.join("nebula.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins]\nhealth_interval_sec = 3600\n\n[[plugins.external]]\n\
+             name = \"sample_remote\"\nendpoint = \"{}\"\ntoken_env = \"{PEER_TOKEN_ENV}\"\n",
+            peer.base
+        ),
+    )
+    .map_err(io)?;
+    let server = start_server_with(
+        server_bin,
+        &server_dir,
+        Some(&config),
+        &[(PEER_TOKEN_ENV, PEER_TOKEN)],
+    )?;
+    let (warmup, measure) = (
+        Duration::from_secs_f64((options.seconds / 5.0).max(0.2)),
+        Duration::from_secs_f64(options.seconds),
+    );
+    let token = vec![("X-Nebula-Token", TOKEN.to_owned())];
+    let cases = [
+        (
+            "health",
+            load::Request {
+                method: "GET",
+                url: format!("{}/system/plugins/sample_remote/health", server.base),
+                headers: token.clone(),
+                body: None,
+            },
+            grpc::Call::Health,
+        ),
+        (
+            "dry run",
+            load::Request {
+                method: "POST",
+                url: format!("{}/system/plugins/sample_remote/sync-users", server.base),
+                headers: token.clone(),
+                body: Some(Arc::new(br#"{"dry_run":true}"#.to_vec())),
+            },
+            grpc::Call::DryRun,
+        ),
+    ];
+    let mut rows = Vec::new();
+    let describe = |o: &load::Outcome| format!("{}/{} µs", o.p50_us, o.p99_us);
+    for (name, request, call) in cases {
+        let direct = grpc::run_direct(&peer.base, PEER_TOKEN, call, warmup, measure)?;
+        let adapter = grpc::run_adapter(&peer.base, PEER_TOKEN, call, warmup, measure)?;
+        let http = load::run(&request, 1, warmup, measure);
+        *failed += direct.errors + adapter.errors + http.errors;
+        let added = |o: &load::Outcome| i128::from(o.p50_us) - i128::from(direct.p50_us);
+        for (how, ours, budget) in [
+            ("adapter alone", &adapter, Some(ADAPTER_BUDGET_US)),
+            ("through HTTP", &http, None),
+        ] {
+            rows.push(Row {
+                case: format!("external {name}, {how} (p50/p99 µs)"),
+                ours: format!("{} (+{} p50)", describe(ours), added(ours)),
+                baseline: format!("tonic {}", describe(&direct)),
+                ratio: None,
+                target: budget.map_or(String::new(), |b| format!("+≤{b} µs at p50")),
+                met: budget.map(|b| added(ours) <= i128::from(b)),
+            });
+        }
+    }
+    drop(server);
+    drop(peer);
+    Ok(rows)
+}
+
 fn users_body(tenant: &str, from: usize, count: usize) -> Vec<u8> {
     let users: Vec<Value> = (from..from + count)
         .map(|i| {
@@ -416,66 +527,102 @@ fn sync_through_http(server: &Process, tenant: &str, count: usize) -> (f64, bool
     (started.elapsed().as_secs_f64(), ok)
 }
 
+/// Where the plain-diesel baseline writes: the server's SQLite file, or its PostgreSQL
+/// database.
+enum PlainDatabase<'a> {
+    Sqlite(&'a Path),
+    Postgres(&'a str),
+}
+
+/// One chunk of plain upserts, a prepared statement per user and per tag, written once for
+/// both backends (diesel's connections are different types).
+macro_rules! plain_upserts {
+    ($conn:expr, $chunk:expr, $tenant:expr, $now:expr) => {{
+        for (username, email) in $chunk {
+            diesel::insert_into(users::table)
+                .values((
+                    users::db_name.eq($tenant),
+                    users::username.eq(username),
+                    users::email.eq(email),
+                    users::is_active.eq(true),
+                    users::is_staff.eq(false),
+                    users::password_hash.eq("!"),
+                    users::created_at.eq($now),
+                    users::updated_at.eq($now),
+                ))
+                .on_conflict((users::db_name, users::username))
+                .do_update()
+                .set((users::email.eq(email), users::updated_at.eq($now)))
+                .execute($conn)?;
+            diesel::insert_into(user_identity_tags::table)
+                .values((
+                    user_identity_tags::db_name.eq($tenant),
+                    user_identity_tags::username.eq(username),
+                    user_identity_tags::role_tag.eq("staff"),
+                    user_identity_tags::updated_by.eq("plugin:baseline"),
+                    user_identity_tags::updated_at.eq($now),
+                ))
+                .on_conflict((user_identity_tags::db_name, user_identity_tags::username))
+                .do_update()
+                .set(user_identity_tags::updated_at.eq($now))
+                .execute($conn)?;
+        }
+        Ok::<(), diesel::result::Error>(())
+    }};
+}
+
 /// The same rows written by plain diesel: a prepared upsert per user and per tag, one
 /// transaction per 500 users. Seconds.
-fn sync_with_plain_diesel(database: &Path, tenant: &str, count: usize) -> Result<f64, String> {
-    let path = database.to_str().ok_or("database path is not UTF-8")?;
-    let mut conn = SqliteConnection::establish(path).map_err(|e| e.to_string())?;
-    conn.batch_execute("PRAGMA busy_timeout = 15000; PRAGMA synchronous = NORMAL;")
-        .map_err(|e| e.to_string())?;
+fn sync_with_plain_diesel(
+    database: &PlainDatabase<'_>,
+    tenant: &str,
+    count: usize,
+) -> Result<f64, String> {
     let now = 1.0e9;
     let names: Vec<(String, String)> = (0..count)
         .map(|i| (format!("user{i:06}"), format!("user{i}@example.com")))
         .collect();
-    let started = Instant::now();
-    for chunk in names.chunks(BASELINE_CHUNK) {
-        conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
-            for (username, email) in chunk {
-                diesel::insert_into(users::table)
-                    .values((
-                        users::db_name.eq(tenant),
-                        users::username.eq(username),
-                        users::email.eq(email),
-                        users::is_active.eq(true),
-                        users::is_staff.eq(false),
-                        users::password_hash.eq("!"),
-                        users::created_at.eq(now),
-                        users::updated_at.eq(now),
-                    ))
-                    .on_conflict((users::db_name, users::username))
-                    .do_update()
-                    .set((users::email.eq(email), users::updated_at.eq(now)))
-                    .execute(conn)?;
-                diesel::insert_into(user_identity_tags::table)
-                    .values((
-                        user_identity_tags::db_name.eq(tenant),
-                        user_identity_tags::username.eq(username),
-                        user_identity_tags::role_tag.eq("staff"),
-                        user_identity_tags::updated_by.eq("plugin:baseline"),
-                        user_identity_tags::updated_at.eq(now),
-                    ))
-                    .on_conflict((user_identity_tags::db_name, user_identity_tags::username))
-                    .do_update()
-                    .set(user_identity_tags::updated_at.eq(now))
-                    .execute(conn)?;
+    let started;
+    match database {
+        PlainDatabase::Sqlite(path) => {
+            let path = path.to_str().ok_or("database path is not UTF-8")?;
+            let mut conn = SqliteConnection::establish(path).map_err(|e| e.to_string())?;
+            conn.batch_execute("PRAGMA busy_timeout = 15000; PRAGMA synchronous = NORMAL;")
+                .map_err(|e| e.to_string())?;
+            started = Instant::now();
+            for chunk in names.chunks(BASELINE_CHUNK) {
+                conn.immediate_transaction(|conn| plain_upserts!(conn, chunk, tenant, now))
+                    .map_err(|e| e.to_string())?;
             }
-            Ok(())
-        })
-        .map_err(|e| e.to_string())?;
+        }
+        PlainDatabase::Postgres(url) => {
+            let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
+            started = Instant::now();
+            for chunk in names.chunks(BASELINE_CHUNK) {
+                conn.transaction(|conn| plain_upserts!(conn, chunk, tenant, now))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
     }
     Ok(started.elapsed().as_secs_f64())
 }
 
 fn sync_rows(
     server: &Process,
-    database: &Path,
+    database: &PlainDatabase<'_>,
     options: &Options,
     failed: &mut u64,
 ) -> Result<Vec<Row>, String> {
-    let sizes: &[usize] = if options.quick {
-        &[1_000]
+    let (backend, all_sizes): (_, &[usize]) = match database {
+        PlainDatabase::Sqlite(_) => ("SQLite", &[1_000, 10_000, 100_000]),
+        // The plain baseline writes about 900 users/s on PostgreSQL (two round trips per
+        // user): 100,000 would take four minutes for one row.
+        PlainDatabase::Postgres(_) => ("PostgreSQL", &[1_000, 10_000]),
+    };
+    let sizes = if options.quick {
+        &all_sizes[..1]
     } else {
-        &[1_000, 10_000, 100_000]
+        all_sizes
     };
     let mut rows = Vec::new();
     for &count in sizes {
@@ -490,7 +637,7 @@ fn sync_rows(
             let ratio = ours_rate / theirs_rate;
             let counted = count >= 10_000;
             rows.push(Row {
-                case: format!("real sync {count} users, {round} (users/s)"),
+                case: format!("real sync {count} users, {round}, {backend} (users/s)"),
                 ours: format!("{ours_rate:.0}/s {ours:.2} s"),
                 baseline: format!("{theirs_rate:.0}/s {theirs:.2} s"),
                 ratio: Some(ratio),
@@ -504,6 +651,32 @@ fn sync_rows(
         }
     }
     Ok(rows)
+}
+
+/// The sync rows again on PostgreSQL, when `NEBULA_TEST_POSTGRES_URL` names a server (as
+/// `eval "$(.ci/postgres.sh)"` sets it): a fresh database for the server, the same one for
+/// the plain-diesel writer. None (with a note) otherwise.
+fn postgres_sync_rows(
+    server_bin: &Path,
+    options: &Options,
+    failed: &mut u64,
+) -> Result<Vec<Row>, String> {
+    let Some(database) = nebula_core::testing::TestDatabase::postgres()? else {
+        return Ok(Vec::new());
+    };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = start_server_with(
+        server_bin,
+        dir.path(),
+        None,
+        &[("NEBULA__DATABASE__URL", database.url())],
+    )?;
+    sync_rows(
+        &server,
+        &PlainDatabase::Postgres(database.url()),
+        options,
+        failed,
+    )
 }
 
 /// Time from spawn to the first `200` of `/healthz`, on the database under `dir`.
@@ -613,9 +786,15 @@ fn measure_all(options: &Options) -> Result<u64, String> {
         &mut failed,
     ));
     drop(baseline);
+    rows.extend(grpc_rows(&server_bin, options, &mut failed)?);
 
     let database = work.path().join("data/nebula.db");
-    rows.extend(sync_rows(&server, &database, options, &mut failed)?);
+    rows.extend(sync_rows(
+        &server,
+        &PlainDatabase::Sqlite(&database),
+        options,
+        &mut failed,
+    )?);
     let loaded = server.rss_kib();
     rows.push(Row {
         case: "RSS idle (KiB)".into(),
@@ -643,6 +822,7 @@ fn measure_all(options: &Options) -> Result<u64, String> {
         target: String::new(),
         met: None,
     });
+    rows.extend(postgres_sync_rows(&server_bin, options, &mut failed)?);
 
     println!(
         "nebula-bench: {} cores, {} s per case{}",
