@@ -13,6 +13,7 @@ pub const MAX_EVENT_PAGE: u32 = 1000;
 
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Increasing identifier.
     pub id: i64,

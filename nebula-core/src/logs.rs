@@ -15,6 +15,7 @@ const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// One line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// Float Unix seconds.
     pub ts: f64,

@@ -51,6 +51,9 @@ pub struct Metrics {
 }
 
 struct Inner {
+    /// Held across a whole [`Metrics::render`]: the state gauges are reset and set there, and
+    /// two scrapes at once must not gather between another's reset and set.
+    rendering: parking_lot::Mutex<()>,
     registry: Registry,
     plugin_calls: IntCounterVec,
     plugin_call_seconds: HistogramVec,
@@ -197,6 +200,7 @@ impl Metrics {
                 ),
             ),
             registry,
+            rendering: parking_lot::Mutex::new(()),
         };
         Metrics {
             inner: Arc::new(inner),
@@ -259,6 +263,7 @@ impl Metrics {
     /// `pool` first.
     pub fn render(&self, records: &[PluginRecord], pool: PoolState) -> Result<String, String> {
         let i = &self.inner;
+        let _rendering = i.rendering.lock();
         // Reset first: a plugin a rescan dropped must not keep reporting its last status.
         i.plugin_status.reset();
         for record in records {

@@ -140,6 +140,7 @@ impl SyncOutcome {
 
 /// A user as the directory lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DirectoryUser {
     /// Login name, unique per tenant.
     pub username: String,
@@ -155,6 +156,7 @@ pub struct DirectoryUser {
 
 /// An identity role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IdentityRole {
     /// Unique role name (normalised like a role tag).
     pub name: String,

@@ -12,8 +12,13 @@ pub const MAX_USERS_PER_REQUEST: usize = 10_000;
 /// One user to synchronise. Defaults follow the contract: `db_name` `system.db`, `role_tag`
 /// `user`, `is_active` true.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncUser {
     /// Login name; required, non-empty.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 150, pattern = r"\S")
+    )]
     pub username: String,
     /// Tenant (see [`crate::normalize_db_name`]).
     #[serde(default = "default_db_name")]
@@ -45,15 +50,18 @@ impl SyncUser {
 /// The body of a sync call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncRequest {
     /// Preview only; defaults to **true** so that a bare call never writes.
     #[serde(default = "default_true")]
     pub dry_run: bool,
     /// Users to sync; `None` lets the plugin choose (the sample previews demo users).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 10000))]
     pub users: Option<Vec<SyncUser>>,
     /// 0 = no limit; otherwise at most this many users are processed.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 10000))]
     pub limit: u32,
 }
 

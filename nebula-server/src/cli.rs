@@ -31,6 +31,10 @@ pub enum Command {
         #[arg(long)]
         staff: bool,
     },
+    /// Print the HTTP API's OpenAPI 3.1 document (what GET /openapi.json answers) and exit.
+    ///
+    /// `nebula-server openapi > docs/openapi.json` refreshes the committed copy.
+    Openapi,
     /// Run one plugin linked into this binary as an external gRPC plugin
     /// (nebula.plugin.v1.PluginService). Its context writes to the configured database.
     ///

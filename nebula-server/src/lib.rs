@@ -16,6 +16,7 @@ pub mod extract;
 pub mod linked;
 pub mod logging;
 mod memory;
+pub mod openapi;
 pub mod process;
 pub mod routes;
 pub mod startup;

@@ -51,10 +51,25 @@ pub(crate) fn tune_allocator() {
     }
 }
 
+/// [`release_free_memory`] on the blocking pool, not awaited, and never two at once (a trim
+/// walks every arena under its lock): what a large answer calls after it is built, so the trim
+/// is never part of its latency or its deadline.
+pub(crate) fn release_free_memory_soon() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TRIMMING: AtomicBool = AtomicBool::new(false);
+    if TRIMMING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tokio::task::spawn_blocking(|| {
+        release_free_memory();
+        TRIMMING.store(false, Ordering::Release);
+    });
+}
+
 /// Returns the allocator's free memory to the system (glibc's `malloc_trim`, which trims
 /// every arena, not only the top of the main heap); nothing on other platforms, whose
 /// allocators decide this themselves.
-pub(crate) fn release_free_memory() {
+fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointer and may be called at any time from any thread;
     // it only walks the allocator's own free lists under the allocator's locks.

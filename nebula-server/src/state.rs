@@ -61,10 +61,19 @@ impl AppState {
                 return Ok(body.clone());
             }
         }
-        let body = serde_json::to_vec(&serde_json::json!({ "plugins": plugins.list() }))
-            .map(Bytes::from)
-            .map_err(|e| ApiError::Internal(format!("could not serialise the plugin list: {e}")))?;
-        *self.plugin_list.lock() = Some((version, body.clone()));
+        let body = serde_json::to_vec(&crate::openapi::PluginList {
+            plugins: plugins.list(),
+        })
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(format!("could not serialise the plugin list: {e}")))?;
+        // A slower rebuild from an older version must not replace a newer one.
+        let mut cached = self.plugin_list.lock();
+        if cached
+            .as_ref()
+            .is_none_or(|(made_at, _)| *made_at <= version)
+        {
+            *cached = Some((version, body.clone()));
+        }
         Ok(body)
     }
 

@@ -30,6 +30,13 @@ fn metrics_count_requests_calls_users_events_and_states_and_need_credentials() {
     assert_eq!(refused.body, json!({"detail": "Forbidden"}));
     let wrong = server.request("GET", "/metrics", &[("X-Nebula-Token", "nope")], None);
     assert_eq!(wrong.status, 403);
+    // Errors carry the request id too.
+    assert!(wrong.request_id.is_some(), "no X-Request-Id on a 403");
+    // Methods outside the standard ones are one label, whatever a client invents.
+    for method in ["FOO", "BAR"] {
+        let odd = server.request(method, "/healthz", &[], None);
+        assert_eq!(odd.status, 405, "{method}: {}", odd.text);
+    }
 
     // A few calls: health, a real sync of two users and one refused, an admin restart.
     assert_eq!(server.get("/system/plugins/sample_sync/health").status, 200);
@@ -75,6 +82,14 @@ fn metrics_count_requests_calls_users_events_and_states_and_need_credentials() {
         1.0,
     );
     assert!(!m.contains("nope"), "a path segment became a label:\n{m}");
+    at_least(
+        r#"nebula_http_requests_total{method="other",route="/healthz",status="405"}"#,
+        2.0,
+    );
+    assert!(
+        !m.contains("FOO") && !m.contains("BAR"),
+        "a method became a label:\n{m}"
+    );
     // Plugin calls by plugin, method and outcome, with a latency histogram.
     at_least(
         r#"nebula_plugin_calls_total{method="health",outcome="ok",plugin="sample_sync"}"#,
@@ -196,7 +211,14 @@ fn json_logs_carry_the_request_id_into_the_plugins_lines_and_the_answer() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.request_id.as_deref(), Some("sync-42.a:b_c"));
 
-    // An insane one (too long) is replaced by a generated id; so is a missing one.
+    // An insane one (too long, or with characters a log line or a header could be forged
+    // with) is replaced by a generated id; so is a missing one.
+    for insane in ["has space", "quote\"d", "semi;colon", "tab\tbed"] {
+        let answer = server.request("GET", "/healthz", &[("X-Request-Id", insane)], None);
+        let id = answer.request_id.expect("an id");
+        assert_ne!(id, insane);
+        assert_eq!(id.len(), 32, "{id}");
+    }
     let long = "x".repeat(129);
     let replaced = server.request("GET", "/healthz", &[("X-Request-Id", &long)], None);
     let generated = replaced.request_id.expect("an id");

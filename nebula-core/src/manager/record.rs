@@ -7,6 +7,7 @@ use serde::Serialize;
 /// Where a plugin comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PluginSource {
     /// Linked into the binary, registered through `inventory`.
     InProcess,
@@ -39,6 +40,7 @@ impl PluginSource {
 /// A plugin's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PluginStatus {
     /// Initialised, not yet health-checked.
     Initialized,
@@ -79,6 +81,7 @@ impl fmt::Display for PluginStatus {
 ///
 /// The first eleven fields are the contract's and always present; the rest are counters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginRecord {
     /// Unique name.
     pub name: String,
@@ -116,6 +119,7 @@ pub struct PluginRecord {
 
 /// The counters the health monitor's policy reads, shown in the record and the stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counters {
     /// Timeouts in a row.
     pub consecutive_timeouts: u32,

@@ -109,6 +109,7 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
 
 /// One method's counters (percentiles over the last 1024 calls).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MethodSnapshot {
     /// Calls made.
     pub calls: u64,
@@ -132,6 +133,7 @@ pub struct MethodSnapshot {
 
 /// `GET /system/plugins/{name}/stats`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginStats {
     /// The plugin.
     pub plugin: String,
@@ -155,6 +157,7 @@ pub struct PluginStats {
 
 /// A process plugin's process, as `GET …/stats` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessInfo {
     /// Its pid; null while no process runs (between a crash and the restart).
     pub pid: Option<u32>,

@@ -2,13 +2,30 @@
 
 use actix_web::{web, HttpResponse};
 use nebula_core::events::MAX_EVENT_PAGE;
-use serde_json::json;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::QueryParams;
+use crate::openapi::{ErrorBody, EventsAnswer, SystemErrors};
 use crate::state::AppState;
 
+/// The stored events, newest first.
+#[utoipa::path(
+    get,
+    path = "/system/events",
+    tag = "system",
+    params(
+        ("prefix" = Option<String>, Query, description = "Only events whose name starts with this"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 100)"),
+        ("before" = Option<i64>, Query, minimum = 1, description = "Only events with a smaller id: the next page"),
+    ),
+    responses(
+        (status = 200, description = "The events", body = EventsAnswer),
+        (status = 422, description = "A query parameter out of range or unknown", body = ErrorBody),
+        SystemErrors,
+    ),
+    security(("installer_token" = []), ("staff_session" = [])),
+)]
 pub(crate) async fn list(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -23,5 +40,5 @@ pub(crate) async fn list(
     let found = state
         .on_engine(|core| async move { core.events().list_before(&prefix, limit, before).await })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "events": found })))
+    Ok(HttpResponse::Ok().json(EventsAnswer { events: found }))
 }

@@ -3,11 +3,11 @@
 //! `system_routes` is used both to mount the `/system` scope (behind [`crate::auth::require_staff`])
 //! and by the tests that prove no route under `/system` answers without credentials.
 
-mod directory;
-mod events;
-mod metrics;
-mod plugins;
-mod session;
+pub(crate) mod directory;
+pub(crate) mod events;
+pub(crate) mod metrics;
+pub(crate) mod plugins;
+pub(crate) mod session;
 
 use actix_web::{web, Route};
 
@@ -78,6 +78,7 @@ pub fn public_routes() -> Vec<RouteEntry> {
         },
         entry("POST", "/auth/logout", web::post().to(session::logout)),
         entry("GET", "/metrics", web::get().to(metrics::metrics)),
+        entry("GET", "/openapi.json", web::get().to(metrics::openapi)),
     ]
 }
 

@@ -27,6 +27,11 @@ use crate::external::validate_endpoints;
 pub fn main_entry() -> ExitCode {
     crate::memory::tune_allocator();
     let cli = Cli::parse();
+    // Needs no configuration, no database and no log.
+    if matches!(cli.command, Some(Command::Openapi)) {
+        print!("{}", crate::openapi::document_json());
+        return ExitCode::SUCCESS;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -59,6 +64,10 @@ fn run(cli: Cli) -> Result<(), StartupError> {
                 ))
             }),
         Command::Serve => serve::serve(loaded, &runtime),
+        Command::Openapi => {
+            print!("{}", crate::openapi::document_json());
+            Ok(())
+        }
         Command::ServePlugin {
             name,
             listen,
