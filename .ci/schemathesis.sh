@@ -32,7 +32,7 @@ status=0
 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
   --header "X-Nebula-Token: $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,ignored_auth,unsupported_method,missing_required_header \
-  --max-examples 25 --max-time 60 --seed 14 --no-color --generation-database none \
+  --max-examples 25 --max-time 45 --seed 14 --no-color --generation-database none \
   >st.log 2>&1 || status=$?
 # The summary: from schemathesis' SUMMARY banner to the end.
 sed -n '/= SUMMARY =/,$p' st.log

@@ -149,6 +149,7 @@ impl GrpcPlugin {
                 }
             }
         }
+        crate::send_request_id(request.metadata_mut());
         if let Some((endpoint, token)) = &self.host {
             let metadata = request.metadata_mut();
             metadata.insert(HOST_ENDPOINT_METADATA, endpoint.clone());

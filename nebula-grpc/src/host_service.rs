@@ -347,8 +347,16 @@ impl HostService for HostServiceImpl {
 
     async fn log(&self, request: Request<LogRequest>) -> Result<Response<()>, Status> {
         let ctx = self.context(&request)?;
+        let request_id = crate::received_request_id(request.metadata());
         let r = request.into_inner();
-        ctx.log(level_of(&r.level)?, &r.message);
+        let level = level_of(&r.level)?;
+        // The line of an out-of-process plugin names the request its call served, as an
+        // in-process plugin's does.
+        match request_id {
+            Some(id) => tracing::info_span!("request", request_id = %id)
+                .in_scope(|| ctx.log(level, &r.message)),
+            None => ctx.log(level, &r.message),
+        }
         Ok(Response::new(()))
     }
 

@@ -55,6 +55,32 @@ pub const TOKEN_METADATA: &str = "x-nebula-token";
 /// every PluginService call from the core, SPEC §8).
 pub const HOST_TOKEN_METADATA: &str = "x-nebula-host-token";
 
+/// Metadata carrying the id of the HTTP request a call serves
+/// (`nebula_plugin_api::request_id`), from the core to a plugin and from a plugin's
+/// host-service calls back to the core.
+pub const REQUEST_ID_METADATA: &str = "x-request-id";
+
+/// Adds the current request id, when there is one, to a call's metadata.
+pub(crate) fn send_request_id(metadata: &mut tonic::metadata::MetadataMap) {
+    if let Some(id) = nebula_plugin_api::request_id::current_request_id() {
+        if let Ok(value) = tonic::metadata::MetadataValue::try_from(&*id) {
+            metadata.insert(REQUEST_ID_METADATA, value);
+        }
+    }
+}
+
+/// The request id a call's metadata carries, when it is sane
+/// (`nebula_plugin_api::request_id::is_sane_request_id`).
+pub(crate) fn received_request_id(
+    metadata: &tonic::metadata::MetadataMap,
+) -> Option<std::sync::Arc<str>> {
+    metadata
+        .get(REQUEST_ID_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| nebula_plugin_api::request_id::is_sane_request_id(id))
+        .map(std::sync::Arc::from)
+}
+
 /// Metadata key carrying the host service's endpoint (`unix:///…` or `http://127.0.0.1:PORT`)
 /// on every PluginService call from the core.
 pub const HOST_ENDPOINT_METADATA: &str = "x-nebula-host-endpoint";

@@ -95,7 +95,8 @@ struct Shared {
 }
 
 enum LogItem {
-    Line(String, LogLevel, String),
+    /// Plugin, level, message, and the request id of the call that logged it.
+    Line(String, LogLevel, String, Option<Arc<str>>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -155,6 +156,7 @@ impl Shared {
         call.set_timeout(self.options.call_timeout);
         call.metadata_mut()
             .insert(HOST_TOKEN_METADATA, target.token.clone());
+        crate::send_request_id(call.metadata_mut());
         let path = PathAndQuery::try_from(format!("{SERVICE}{method}"))
             .map_err(|e| PluginError::internal(format!("{method}: {e}")))?;
         let answer = grpc
@@ -289,13 +291,17 @@ impl RemoteHost {
 async fn send_logs(shared: Arc<Shared>, mut rx: mpsc::Receiver<LogItem>) {
     while let Some(item) = rx.recv().await {
         match item {
-            LogItem::Line(plugin, level, message) => {
+            LogItem::Line(plugin, level, message, request_id) => {
                 let request = LogRequest {
                     level: level.as_str().to_owned(),
                     message,
                 };
-                let sent: Result<(), PluginError> =
-                    shared.call("Log", request.clone(), false).await;
+                // Sent under the id of the call that logged it, not of whatever runs now.
+                let sent: Result<(), PluginError> = nebula_plugin_api::request_id::with_request_id(
+                    request_id,
+                    shared.call("Log", request.clone(), false),
+                )
+                .await;
                 if let Err(e) = sent {
                     tracing::warn!(plugin = %plugin, error = %e, "log line not sent to the host");
                     trace_plugin_log(&plugin, level, &request.message);
@@ -506,8 +512,13 @@ impl Host for RemoteHost {
 
     fn log(&self, plugin: &str, level: LogLevel, message: &str) {
         let queued = self.logs.as_ref().is_some_and(|logs| {
-            logs.try_send(LogItem::Line(plugin.to_owned(), level, message.to_owned()))
-                .is_ok()
+            logs.try_send(LogItem::Line(
+                plugin.to_owned(),
+                level,
+                message.to_owned(),
+                nebula_plugin_api::request_id::current_request_id(),
+            ))
+            .is_ok()
         });
         if !queued {
             trace_plugin_log(plugin, level, message);

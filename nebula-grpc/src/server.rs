@@ -474,6 +474,22 @@ impl Bridge {
     }
 }
 
+/// Runs a call for the request `id` names (from the core's metadata): in a `request` span
+/// with that id, so this process's own log lines name it, and with it as the task's request
+/// id, so the plugin's host-service calls (its log lines among them) send it back.
+async fn in_request<F: Future>(id: Option<Arc<str>>, call: F) -> F::Output {
+    use tracing::Instrument;
+    match id {
+        Some(id) => {
+            let span = tracing::info_span!("request", request_id = %id);
+            nebula_plugin_api::request_id::with_request_id(Some(id), call)
+                .instrument(span)
+                .await
+        }
+        None => call.await,
+    }
+}
+
 /// A plugin's answer as a Struct; a large one converted on the blocking pool.
 async fn encode_answer(answer: JsonObject) -> Result<prost_types::Struct, Status> {
     cpu_work(json_is_large(&answer), move || json_to_struct(&answer))
@@ -515,7 +531,8 @@ impl PluginService for Bridge {
     async fn health(&self, request: Request<()>) -> Result<Response<prost_types::Struct>, Status> {
         self.admit(&request).await?;
         let plugin = self.plugin.clone();
-        self.run(async move { plugin.health().await }).await
+        let id = crate::received_request_id(request.metadata());
+        in_request(id, self.run(async move { plugin.health().await })).await
     }
 
     async fn sync_users(
@@ -523,14 +540,15 @@ impl PluginService for Bridge {
         request: Request<prost_types::Struct>,
     ) -> Result<Response<prost_types::Struct>, Status> {
         self.admit(&request).await?;
+        let id = crate::received_request_id(request.metadata());
         let message = request.into_inner();
         let plugin = self.plugin.clone();
         // Converting and validating the request is part of the bounded call.
-        self.run(async move {
+        let call = self.run(async move {
             let sync = decode_request(message).await?;
             plugin.sync_users(sync).await
-        })
-        .await
+        });
+        in_request(id, call).await
     }
 }
 

@@ -92,9 +92,12 @@ where
     F: Future<Output = Result<T, PluginError>> + Send + 'static,
     T: Send + 'static,
 {
-    // In the caller's span, so what the plugin logs carries the caller's fields (the HTTP
-    // request id).
-    let mut handle = tokio::spawn(tracing::Instrument::in_current_span(call));
+    // In the caller's span and with its request id, so what the plugin logs (and, out of
+    // process, what its host calls carry) names the request the call serves.
+    let request_id = crate::request_id::current_request_id();
+    let mut handle = tokio::spawn(tracing::Instrument::in_current_span(
+        crate::request_id::with_request_id(request_id, call),
+    ));
     match tokio::time::timeout(limit, &mut handle).await {
         Ok(Ok(Ok(value))) => Ok(value),
         Ok(Ok(Err(error))) => Err(CallFailure::Error(error)),

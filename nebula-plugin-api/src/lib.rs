@@ -67,6 +67,8 @@ pub mod testing;
 #[cfg(feature = "host")]
 pub mod guard;
 #[cfg(feature = "host")]
+pub mod request_id;
+#[cfg(feature = "host")]
 pub mod token;
 
 pub use context::{trace_plugin_log, ContextCell, Host, LogLevel, PluginContext};

@@ -7,6 +7,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, App, Resource};
+use nebula_plugin_api::request_id::{is_sane_request_id, new_request_id, with_request_id};
 use tracing::Instrument;
 
 use crate::auth::require_staff;
@@ -124,24 +125,20 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
 /// The header a request id is read from and returned in.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The request's id: the caller's `X-Request-Id` when it is sane (1 to 128 characters among
-/// letters, digits and `-_.:`, so it cannot forge a log line or a header), else a new random
-/// one (32 hex digits).
+/// The request's id: the caller's `X-Request-Id` when it is sane (`is_sane_request_id`: 1 to
+/// 128 characters among letters, digits and `-_.:`, so it cannot forge a log line or a
+/// header), else a new random one (32 hex digits).
 fn request_id(req: &ServiceRequest) -> String {
     req.headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|id| {
-            (1..=128).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned)
+        .filter(|id| is_sane_request_id(id))
+        .map_or_else(|| new_request_id().to_string(), str::to_owned)
 }
 
-/// Around every request: a `request` span carrying its id (so every log line of the request,
-/// the engine's and the plugin's included, names it), the id returned as `X-Request-Id`, the
+/// Around every request: a `request` span and the task-local request id
+/// (`nebula_plugin_api::request_id`), so every log line of the request names it, the engine's
+/// and the plugin's included (out of process too: the id travels in the gRPC metadata), the id returned as `X-Request-Id`, the
 /// HTTP metrics by route template, and one log line: method, path, status, duration. Never
 /// headers, so never the token or the cookie.
 async fn observe_request(
@@ -153,7 +150,9 @@ async fn observe_request(
     let id = request_id(&req);
     let span = tracing::info_span!("request", request_id = %id);
     let started = Instant::now();
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let mut res = with_request_id(Some(id.as_str().into()), next.call(req))
+        .instrument(span.clone())
+        .await?;
     let elapsed = started.elapsed();
     let status = res.status().as_u16();
     // The template (`/system/plugins/{name}/health`), never the raw path: the series stay

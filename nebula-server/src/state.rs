@@ -98,10 +98,13 @@ impl AppState {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        // In the request's span: the engine's log lines, the plugin's own among them, carry
-        // its request id.
+        // In the request's span and with its id: the engine's log lines, the plugin's own
+        // among them, carry it, and calls to out-of-process plugins send it on.
+        let request_id = nebula_plugin_api::request_id::current_request_id();
         self.runtime
-            .spawn(work.in_current_span())
+            .spawn(
+                nebula_plugin_api::request_id::with_request_id(request_id, work).in_current_span(),
+            )
             .await
             .map_err(|e| ApiError::Internal(format!("engine task failed: {e}")))
     }

@@ -291,3 +291,53 @@ fn a_text_log_written_to_a_file_has_no_colour_codes_and_a_bad_filter_stops_start
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("log.filter"), "{stderr}");
 }
+
+#[test]
+fn a_process_plugins_own_lines_carry_the_request_id_too() {
+    // sample_sync as a process plugin: its `ctx.log` travels through the host service.
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = dir.path().join("plugins/sample_twin");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    let manifest_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-sync/plugin.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(manifest_path).unwrap()).unwrap();
+    manifest["name"] = json!("sample_twin");
+    manifest["runtime"] = json!({"command": [env!("CARGO_BIN_EXE_sample-sync-process")]});
+    std::fs::write(plugin_dir.join("plugin.json"), manifest.to_string()).unwrap();
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging_to(
+        dir.path(),
+        &[
+            ("NEBULA__LOG__FORMAT", "json"),
+            ("NEBULA__PLUGINS__DIR", "plugins"),
+        ],
+        &log,
+    );
+    let token = server.token();
+    let answer = server.request(
+        "POST",
+        "/system/plugins/sample_twin/sync-users",
+        &[("X-Nebula-Token", &token), ("X-Request-Id", "proc-7")],
+        Some(br#"{"dry_run": false, "users": [{"username": "cat", "db_name": "../etc"}]}"#),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["result"]["failed"], 1, "{}", answer.body);
+    assert_eq!(answer.request_id.as_deref(), Some("proc-7"));
+    // The plugin's lines are sent by a task of its own: wait for the line, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let found = loop {
+        let lines = json_lines(&log);
+        let line = lines.into_iter().find(|l| {
+            l["plugin"] == "sample_twin"
+                && l["level"] == "WARN"
+                && l["message"].as_str().is_some_and(|m| m.contains("cat"))
+        });
+        if line.is_some() || std::time::Instant::now() > deadline {
+            break line;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let line = found.expect("the process plugin's warning about 'cat' reached the log");
+    assert_eq!(line["span"]["request_id"], "proc-7", "{line}");
+}

@@ -428,3 +428,66 @@ nebula_core::each_backend! {
         core.shutdown().await;
     }
 }
+
+/// The request id the last health call of `SeesRequestId` ran under (a factory is a plain
+/// function, so the plugin reports through a static).
+static SEEN_REQUEST_ID: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Remembers the request id its health calls run under.
+struct SeesRequestId;
+
+#[nebula_plugin_api::async_trait]
+impl nebula_plugin_api::Plugin for SeesRequestId {
+    async fn initialize(
+        &self,
+        _ctx: nebula_plugin_api::PluginContext,
+    ) -> Result<(), nebula_plugin_api::PluginError> {
+        Ok(())
+    }
+    async fn health(
+        &self,
+    ) -> Result<nebula_plugin_api::JsonObject, nebula_plugin_api::PluginError> {
+        *SEEN_REQUEST_ID.lock().unwrap() =
+            nebula_plugin_api::request_id::current_request_id().map(|id| id.to_string());
+        Ok(nebula_plugin_api::json_object!({"status": "ok"}))
+    }
+    async fn sync_users(
+        &self,
+        _request: SyncRequest,
+    ) -> Result<nebula_plugin_api::JsonObject, nebula_plugin_api::PluginError> {
+        Ok(nebula_plugin_api::JsonObject::new())
+    }
+}
+
+#[tokio::test]
+async fn every_plugin_call_runs_under_a_request_id_its_callers_or_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = NebulaCore::builder()
+        .config(common::config_in(dir.path()))
+        .without_inventory()
+        .without_health_monitor()
+        .plugin(PluginDescriptor::in_process(
+            nebula_tests::test_manifest("sees_ids"),
+            || Box::new(SeesRequestId),
+            "manager_test",
+        ))
+        .build()
+        .await
+        .unwrap();
+    // The caller's id (an HTTP request's) reaches the plugin, across the guard's task.
+    nebula_plugin_api::request_id::with_request_id(
+        Some("req-9".into()),
+        core.plugins().health("sees_ids"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(SEEN_REQUEST_ID.lock().unwrap().as_deref(), Some("req-9"));
+    // A call no request made (as the health monitor's) gets one of its own.
+    core.plugins().health("sees_ids").await.unwrap();
+    let own = SEEN_REQUEST_ID.lock().unwrap().clone().expect("an id");
+    assert!(
+        nebula_plugin_api::request_id::is_sane_request_id(&own) && own.len() == 32,
+        "{own}"
+    );
+    core.shutdown().await;
+}

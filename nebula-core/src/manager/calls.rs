@@ -4,8 +4,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use nebula_plugin_api::request_id;
 use nebula_plugin_api::{JsonObject, Plugin, PluginError, SyncRequest};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::slot::{CallTicket, PluginSlot};
 use super::state::Observation;
@@ -113,7 +115,19 @@ impl PluginManager {
     {
         let (instance, generation, failures_before) = slot.ready()?;
         let started = Instant::now();
-        let result = guarded(call(instance), self.settings.call_timeout).await;
+        let work = guarded(call(instance), self.settings.call_timeout);
+        // Every call carries a request id: the HTTP request's, or one of its own for a call
+        // no request made (the health monitor's), logged in a span that names it.
+        let result = match request_id::current_request_id() {
+            Some(_) => work.await,
+            None => {
+                let id = request_id::new_request_id();
+                let span = tracing::info_span!("call", request_id = %id, plugin = %slot.name);
+                request_id::with_request_id(Some(id), work)
+                    .instrument(span)
+                    .await
+            }
+        };
         Ok((
             result,
             CallTicket {
