@@ -353,7 +353,7 @@ impl HostService for HostServiceImpl {
         // The line of an out-of-process plugin names the request its call served, as an
         // in-process plugin's does.
         match request_id {
-            Some(id) => tracing::info_span!("request", request_id = %id)
+            Some(id) => nebula_plugin_api::request_id::request_span(&id)
                 .in_scope(|| ctx.log(level, &r.message)),
             None => ctx.log(level, &r.message),
         }

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use nebula_plugin_api::guard::{guarded, CallFailure};
+use nebula_plugin_api::request_id::serving_request;
 use nebula_plugin_api::token::tokens_match;
 use nebula_plugin_api::{
     async_trait, DirectoryUser, ErrorKind, Host, IdentityRole, JsonObject, Plugin, PluginContext,
@@ -474,22 +475,6 @@ impl Bridge {
     }
 }
 
-/// Runs a call for the request `id` names (from the core's metadata): in a `request` span
-/// with that id, so this process's own log lines name it, and with it as the task's request
-/// id, so the plugin's host-service calls (its log lines among them) send it back.
-async fn in_request<F: Future>(id: Option<Arc<str>>, call: F) -> F::Output {
-    use tracing::Instrument;
-    match id {
-        Some(id) => {
-            let span = tracing::info_span!("request", request_id = %id);
-            nebula_plugin_api::request_id::with_request_id(Some(id), call)
-                .instrument(span)
-                .await
-        }
-        None => call.await,
-    }
-}
-
 /// A plugin's answer as a Struct; a large one converted on the blocking pool.
 async fn encode_answer(answer: JsonObject) -> Result<prost_types::Struct, Status> {
     cpu_work(json_is_large(&answer), move || json_to_struct(&answer))
@@ -531,8 +516,10 @@ impl PluginService for Bridge {
     async fn health(&self, request: Request<()>) -> Result<Response<prost_types::Struct>, Status> {
         self.admit(&request).await?;
         let plugin = self.plugin.clone();
+        // Serving the core's request: this process's lines name its id, and the plugin's
+        // host-service calls (its log lines among them) send it back.
         let id = crate::received_request_id(request.metadata());
-        in_request(id, self.run(async move { plugin.health().await })).await
+        serving_request(id, self.run(async move { plugin.health().await })).await
     }
 
     async fn sync_users(
@@ -548,7 +535,7 @@ impl PluginService for Bridge {
             let sync = decode_request(message).await?;
             plugin.sync_users(sync).await
         });
-        in_request(id, call).await
+        serving_request(id, call).await
     }
 }
 

@@ -10,6 +10,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 tokio::task_local! {
     static REQUEST_ID: Arc<str>;
 }
@@ -36,6 +38,25 @@ pub fn new_request_id() -> Arc<str> {
 /// The id of the request the current task serves, if any.
 pub fn current_request_id() -> Option<Arc<str>> {
     REQUEST_ID.try_with(Arc::clone).ok()
+}
+
+/// The span every line logged while serving request `id` is written in:
+/// `request{request_id=…}` (in JSON, `span.request_id`). The one shape, for the HTTP layer,
+/// the gRPC serve helper and the host service alike.
+pub fn request_span(id: &str) -> tracing::Span {
+    tracing::info_span!("request", request_id = %id)
+}
+
+/// Runs `work` serving request `id`: in its [`request_span`] and with `id` as the task's
+/// request id (as it is, without one).
+pub async fn serving_request<F: Future>(id: Option<Arc<str>>, work: F) -> F::Output {
+    match id {
+        Some(id) => {
+            let span = request_span(&id);
+            REQUEST_ID.scope(id, work).instrument(span).await
+        }
+        None => work.await,
+    }
 }
 
 /// Runs `work` with `id` as its request id (as it is, without one).

@@ -7,8 +7,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, App, Resource};
-use nebula_plugin_api::request_id::{is_sane_request_id, new_request_id, with_request_id};
-use tracing::Instrument;
+use nebula_plugin_api::request_id::{is_sane_request_id, new_request_id, serving_request};
 
 use crate::auth::require_staff;
 use crate::error::ApiError;
@@ -136,42 +135,40 @@ fn request_id(req: &ServiceRequest) -> String {
         .map_or_else(|| new_request_id().to_string(), str::to_owned)
 }
 
-/// Around every request: a `request` span and the task-local request id
-/// (`nebula_plugin_api::request_id`), so every log line of the request names it, the engine's
-/// and the plugin's included (out of process too: the id travels in the gRPC metadata), the id returned as `X-Request-Id`, the
-/// HTTP metrics by route template, and one log line: method, path, status, duration. Never
+/// Around every request, serving it (`nebula_plugin_api::request_id::serving_request`: its
+/// span and its task-local id, so every line logged for it names the id, the engine's and the
+/// plugin's included, out of process too): the id returned as `X-Request-Id`, the HTTP
+/// metrics by route template, and one log line: method, path, status, duration. Never
 /// headers, so never the token or the cookie.
 async fn observe_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let method = req.method().clone();
-    let path = req.path().to_owned();
     let id = request_id(&req);
-    let span = tracing::info_span!("request", request_id = %id);
-    let started = Instant::now();
-    let mut res = with_request_id(Some(id.as_str().into()), next.call(req))
-        .instrument(span.clone())
-        .await?;
-    let elapsed = started.elapsed();
-    let status = res.status().as_u16();
-    // The template (`/system/plugins/{name}/health`), never the raw path: the series stay
-    // as few as the routes.
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
-        state
-            .core
-            .metrics()
-            .http_request(method_label(&method), &route, status, elapsed);
-    }
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut()
-            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
-    }
-    span.in_scope(|| {
+    let header = HeaderValue::from_str(&id).ok();
+    serving_request(Some(id.into()), async move {
+        let method = req.method().clone();
+        let path = req.path().to_owned();
+        let started = Instant::now();
+        let mut res = next.call(req).await?;
+        let elapsed = started.elapsed();
+        let status = res.status().as_u16();
+        // The template (`/system/plugins/{name}/health`), never the raw path: the series stay
+        // as few as the routes.
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+            state
+                .core
+                .metrics()
+                .http_request(method_label(&method), &route, status, elapsed);
+        }
+        if let Some(header) = header {
+            res.headers_mut()
+                .insert(HeaderName::from_static(REQUEST_ID_HEADER), header);
+        }
         tracing::info!(
             %method,
             %path,
@@ -179,6 +176,7 @@ async fn observe_request(
             ms = elapsed.as_secs_f64() * 1000.0,
             "request"
         );
-    });
-    Ok(res)
+        Ok(res)
+    })
+    .await
 }

@@ -10,8 +10,8 @@
 //!   which blocks are mapped on their own (and unmapped when freed) instead of glibc's
 //!   sliding one, which rises after the first large free until megabyte bodies stay in the
 //!   heap;
-//! - [`release_free_memory`] after a large answer is serialised: the free pages of every
-//!   arena go back; a few milliseconds next to the hundreds a large sync takes, and never
+//! - [`release_free_memory_soon`] once a large answer is built: the free pages of every
+//!   arena go back, on the blocking pool, off the answer's path, one trim at a time; never
 //!   for small requests.
 
 /// Arenas per core (glibc's default is 8): the server's own threads are few (HTTP workers,
