@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the release binary the way the README says (no config, no environment) in a scratch
-# directory, runs the seed's curl examples, checks sample_sync and csv_import are linked (csv_import
-# unconfigured: listed, health ok with "configured": false), stops it with SIGTERM.
+# directory, runs the seed's curl examples, checks sample_sync, csv_import and ldap_sync are linked
+# (csv_import and ldap_sync unconfigured: listed, health ok with "configured": false), stops it
+# with SIGTERM.
 set -euo pipefail
 bin=$(realpath "$1")
 work=$(mktemp -d)
@@ -18,16 +19,18 @@ list=$(curl -sf -H "X-Nebula-Token: $NEBULA_INSTALLER_TOKEN" "http://127.0.0.1:$
 dry=$(curl -sf -X POST -H "Content-Type: application/json" -H "X-Nebula-Token: $NEBULA_INSTALLER_TOKEN" \
   -d '{"dry_run":true}' "http://127.0.0.1:$port/system/plugins/sample_sync/sync-users")
 csv_health=$(curl -sf -H "X-Nebula-Token: $NEBULA_INSTALLER_TOKEN" "http://127.0.0.1:$port/system/plugins/csv_import/health")
-python3 - "$list" "$dry" "$csv_health" <<'PY'
+ldap_health=$(curl -sf -H "X-Nebula-Token: $NEBULA_INSTALLER_TOKEN" "http://127.0.0.1:$port/system/plugins/ldap_sync/health")
+python3 - "$list" "$dry" "$csv_health" "$ldap_health" <<'PY'
 import json, sys
 plugins = json.loads(sys.argv[1])["plugins"]
-for name in ("sample_sync", "csv_import"):
+for name in ("sample_sync", "csv_import", "ldap_sync"):
     found = [p for p in plugins if p["name"] == name]
     assert found and found[0]["source"] == "in_process", (name, plugins)
 result = json.loads(sys.argv[2])["result"]
 assert result["status"] == "dry_run" and result["count"] == 2, result
-health = json.loads(sys.argv[3])["health"]
-assert health["status"] == "ok" and health["configured"] is False, health
+for answer in sys.argv[3:5]:
+    health = json.loads(answer)["health"]
+    assert health["status"] == "ok" and health["configured"] is False, health
 PY
 if grep -q "$NEBULA_INSTALLER_TOKEN" err.log out.log; then echo "the token was logged"; exit 1; fi
 kill -TERM "$pid"

@@ -17,6 +17,28 @@ pub const SYNC_CHUNK: usize = 500;
 /// The role tag reported for a user that has none.
 const DEFAULT_ROLE_TAG: &str = "user";
 
+/// How a plugin is named in the `updated_by` columns: `plugin:<name>` (other writers, such
+/// as an admin, are named otherwise).
+pub(crate) fn plugin_writer(plugin: &str) -> String {
+    format!("plugin:{plugin}")
+}
+
+/// The plugin named by an `updated_by` value, if a plugin wrote it.
+fn plugin_of_writer(writer: &str) -> Option<&str> {
+    writer.strip_prefix("plugin:")
+}
+
+/// A row of [`IdentityDirectory::list_users`]: username, email, active, staff, the tag and
+/// who wrote it (both absent when the user has no tag row).
+type ListedUser = (
+    String,
+    Option<String>,
+    bool,
+    bool,
+    Option<String>,
+    Option<String>,
+);
+
 /// Access to users, identity roles and identity tags.
 #[derive(Debug, Clone)]
 pub struct IdentityDirectory {
@@ -98,7 +120,7 @@ impl IdentityDirectory {
         results
     }
 
-    /// Users of `db_name` ordered by username, with their identity tags.
+    /// Users of `db_name` ordered by username, with their identity tags and who wrote them.
     pub async fn list_users(
         &self,
         db_name: &str,
@@ -124,17 +146,22 @@ impl IdentityDirectory {
                         users::is_active,
                         users::is_staff,
                         user_identity_tags::role_tag.nullable(),
+                        user_identity_tags::updated_by.nullable(),
                     ))
-                    .load::<(String, Option<String>, bool, bool, Option<String>)>(conn))?;
+                    .load::<ListedUser>(conn))?;
                 Ok(rows
                     .into_iter()
                     .map(
-                        |(username, email, is_active, is_staff, tag)| DirectoryUser {
+                        |(username, email, is_active, is_staff, tag, synced_by)| DirectoryUser {
                             username,
                             email,
                             is_active,
                             is_staff,
                             role_tag: tag.unwrap_or_else(|| DEFAULT_ROLE_TAG.to_owned()),
+                            synced_by: synced_by
+                                .as_deref()
+                                .and_then(plugin_of_writer)
+                                .map(str::to_owned),
                         },
                     )
                     .collect())

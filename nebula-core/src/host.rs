@@ -85,7 +85,7 @@ impl CoreHost {
 }
 
 fn updated_by(plugin: &str) -> String {
-    format!("plugin:{plugin}")
+    crate::directory::plugin_writer(plugin)
 }
 
 #[async_trait]

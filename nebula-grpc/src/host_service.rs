@@ -281,6 +281,7 @@ impl HostService for HostServiceImpl {
                     email: u.email,
                     is_active: u.is_active,
                     is_staff: u.is_staff,
+                    synced_by: u.synced_by,
                 })
                 .collect(),
         }))

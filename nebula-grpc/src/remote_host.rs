@@ -432,6 +432,7 @@ impl Host for RemoteHost {
                 is_active: u.is_active,
                 is_staff: u.is_staff,
                 role_tag: u.role_tag,
+                synced_by: u.synced_by,
             })
             .collect())
     }

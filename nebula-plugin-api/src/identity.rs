@@ -152,6 +152,10 @@ pub struct DirectoryUser {
     pub is_staff: bool,
     /// The user's identity tag (`user` when none was set).
     pub role_tag: String,
+    /// The plugin that last wrote the user's identity tag (by syncing the user or setting
+    /// the tag); none (`null`) when no plugin has. What a plugin that mirrors a directory reads to
+    /// find the users it synced before.
+    pub synced_by: Option<String>,
 }
 
 /// An identity role.

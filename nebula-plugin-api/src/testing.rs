@@ -40,6 +40,8 @@ struct Recorded {
     calls: Vec<String>,
     /// (db_name, username) → the user as written (normalised by the context).
     users: BTreeMap<(String, String), SyncUser>,
+    /// (db_name, username) → the plugin that last wrote the user's tag.
+    tag_writers: BTreeMap<(String, String), String>,
     roles: BTreeMap<String, IdentityRole>,
     events: Vec<(String, Value)>,
     logs: Vec<(LogLevel, String)>,
@@ -110,6 +112,7 @@ impl Host for RecordingHost {
             u.username, u.db_name, u.role_tag, u.email, u.is_active
         ));
         let key = (u.db_name.clone(), u.username.clone());
+        recorded.tag_writers.insert(key.clone(), plugin.to_owned());
         Ok(match recorded.users.insert(key, u.clone()) {
             None => SyncOutcome::Created,
             Some(_) => SyncOutcome::Updated,
@@ -135,6 +138,10 @@ impl Host for RecordingHost {
                 is_active: u.is_active,
                 is_staff: false,
                 role_tag: u.role_tag.clone(),
+                synced_by: recorded
+                    .tag_writers
+                    .get(&(u.db_name.clone(), u.username.clone()))
+                    .cloned(),
             })
             .collect())
     }
@@ -149,12 +156,12 @@ impl Host for RecordingHost {
         let mut recorded = self.record(format!(
             "set_identity_tag {plugin} {db_name} {username} {role_tag}"
         ));
-        match recorded
-            .users
-            .get_mut(&(db_name.to_owned(), username.to_owned()))
-        {
+        let recorded = &mut *recorded;
+        let key = (db_name.to_owned(), username.to_owned());
+        match recorded.users.get_mut(&key) {
             Some(user) => {
                 user.role_tag = role_tag.to_owned();
+                recorded.tag_writers.insert(key, plugin.to_owned());
                 Ok(())
             }
             None => Err(PluginError::NotFound(format!(

@@ -135,11 +135,30 @@ fn request_id(req: &ServiceRequest) -> String {
         .map_or_else(|| new_request_id().to_string(), str::to_owned)
 }
 
+/// The target of the access log: one line per request, under its own name so a filter can
+/// choose it (`nebula_server::access=debug` logs every request).
+pub const ACCESS_LOG_TARGET: &str = "nebula_server::access";
+
+/// The request's access-log line: `WARN` for a server error, `INFO` for a refused request,
+/// `DEBUG` for the rest. Why not `INFO` for all: formatting and writing a line costs more
+/// than serving a health check (the HTTP throughput at 64 connections fell by a third with it,
+/// docs/PERFORMANCE.md), and a panel polling the list every few seconds would fill the log
+/// with lines nobody reads; what went wrong is still logged by default, as Grafana does with
+/// `router_logging` off. Never headers, so never the token or the cookie.
+fn log_access(method: &actix_web::http::Method, path: &str, status: u16, ms: f64) {
+    match status {
+        500.. => tracing::warn!(target: ACCESS_LOG_TARGET, %method, %path, status, ms, "request"),
+        400..=499 => {
+            tracing::info!(target: ACCESS_LOG_TARGET, %method, %path, status, ms, "request")
+        }
+        _ => tracing::debug!(target: ACCESS_LOG_TARGET, %method, %path, status, ms, "request"),
+    }
+}
+
 /// Around every request, serving it (`nebula_plugin_api::request_id::serving_request`: its
 /// span and its task-local id, so every line logged for it names the id, the engine's and the
 /// plugin's included, out of process too): the id returned as `X-Request-Id`, the HTTP
-/// metrics by route template, and one log line: method, path, status, duration. Never
-/// headers, so never the token or the cookie.
+/// metrics by route template, and its access-log line ([`log_access`]).
 async fn observe_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -169,13 +188,7 @@ async fn observe_request(
             res.headers_mut()
                 .insert(HeaderName::from_static(REQUEST_ID_HEADER), header);
         }
-        tracing::info!(
-            %method,
-            %path,
-            status,
-            ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
+        log_access(&method, &path, status, elapsed.as_secs_f64() * 1000.0);
         Ok(res)
     })
     .await

@@ -12,6 +12,7 @@
 //! ([`log_linked_plugins`]): a plugin missing there was not linked.
 
 use csv_import as _;
+use ldap_sync as _;
 use sample_sync as _;
 
 /// Every plugin registered in this binary, as `name version`, sorted by name. A registration

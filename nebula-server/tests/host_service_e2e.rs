@@ -252,9 +252,9 @@ fn a_python_plugin_syncs_users_through_the_host_service() {
     assert_eq!(
         listed["items"],
         json!([
-            {"username": "ann", "email": "ann@example.com", "is_active": true, "is_staff": false, "role_tag": "engineer"},
-            {"username": "bob", "email": "bob@example.com", "is_active": true, "is_staff": false, "role_tag": "sales_lead"},
-            {"username": "cid", "email": null, "is_active": false, "is_staff": false, "role_tag": "user"},
+            {"username": "ann", "email": "ann@example.com", "is_active": true, "is_staff": false, "role_tag": "engineer", "synced_by": "pyhost"},
+            {"username": "bob", "email": "bob@example.com", "is_active": true, "is_staff": false, "role_tag": "sales_lead", "synced_by": "pyhost"},
+            {"username": "cid", "email": null, "is_active": false, "is_staff": false, "role_tag": "user", "synced_by": "pyhost"},
         ]),
         "{listed}"
     );

@@ -195,7 +195,15 @@ fn json_lines(log: &std::path::Path) -> Vec<Value> {
 fn json_logs_carry_the_request_id_into_the_plugins_lines_and_the_answer() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
-    let server = Server::start_logging_to(dir.path(), &[("NEBULA__LOG__FORMAT", "json")], &log);
+    // Every request's access line, successes included (they are `DEBUG` by default).
+    let server = Server::start_logging_to(
+        dir.path(),
+        &[
+            ("NEBULA__LOG__FORMAT", "json"),
+            ("NEBULA__LOG__FILTER", "info,nebula_server::access=debug"),
+        ],
+        &log,
+    );
     let token = server.token();
 
     // A sane id is taken and returned; the plugin's warning about the refused user carries it.
@@ -275,9 +283,20 @@ fn a_text_log_written_to_a_file_has_no_colour_codes_and_a_bad_filter_stops_start
     let log = dir.path().join("server.log");
     let server = Server::start_logging_to(dir.path(), &[], &log);
     assert_eq!(server.get("/system/plugins").status, 200);
+    let refused = server.request("GET", "/system/plugins", &[], None);
+    assert_eq!(refused.status, 403);
     drop(server);
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("request"), "{text}");
+    // By default a refused request has its access line and a served one has none.
+    let access: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("nebula_server::access"))
+        .collect();
+    assert_eq!(access.len(), 1, "{text}");
+    assert!(
+        access[0].contains("INFO") && access[0].contains("status=403"),
+        "{text}"
+    );
     assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
 
     let bad = support::run_until_exit(

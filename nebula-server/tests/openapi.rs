@@ -16,7 +16,7 @@ fn the_committed_document_is_the_generated_one() {
     assert!(
         generated == committed,
         "docs/openapi.json differs from the generated document; refresh it with\n  \
-         cargo run -p nebula-server -- openapi > docs/openapi.json"
+         cargo run -p nebula-server --bin nebula-server -- openapi > docs/openapi.json"
     );
 }
 

@@ -327,7 +327,7 @@ fn the_start_up_log_names_every_linked_plugin_with_its_version() {
         .unwrap_or_else(|| panic!("no linked-plugins line in: {text}"));
     assert!(line.contains(" INFO "), "{line}");
     assert!(
-        line.ends_with("linked plugins: csv_import 0.1.0, sample_sync 0.1.0"),
+        line.ends_with("linked plugins: csv_import 0.1.0, ldap_sync 0.1.0, sample_sync 0.1.0"),
         "{line}"
     );
     // It names what the server lists as in-process plugins.
@@ -340,5 +340,5 @@ fn the_start_up_log_names_every_linked_plugin_with_its_version() {
         .filter(|p| p["source"] == "in_process")
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(in_process, ["csv_import", "sample_sync"]);
+    assert_eq!(in_process, ["csv_import", "ldap_sync", "sample_sync"]);
 }

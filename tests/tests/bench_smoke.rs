@@ -47,7 +47,7 @@ fn the_benchmark_runs_every_case_and_prints_its_table() {
         "external dry run, through HTTP",
         "RSS idle",
         "RSS after the load",
-        "start-up to /healthz, synced users, 3 plugins",
+        "start-up to /healthz, synced users, 4 plugins",
     ] {
         assert!(stdout.contains(case), "no '{case}' in\n{stdout}");
     }
