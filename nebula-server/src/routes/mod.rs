@@ -8,6 +8,7 @@ pub(crate) mod events;
 pub(crate) mod metrics;
 pub(crate) mod plugins;
 pub(crate) mod session;
+pub mod ui;
 
 use actix_web::{web, Route};
 
