@@ -146,7 +146,6 @@ fn an_admin_uses_the_page_in_a_real_browser() {
         .expect("the session cookie");
     assert_eq!(session["httpOnly"], true, "{session}");
     browser.wait_for(r#"#plugins-table tr[data-plugin="csv_import"]"#);
-    shot(&browser, "plugins");
     step(&started, "logged in, sample_sync listed");
 
     // Live refresh: a change made elsewhere (the API, with the token) shows up and is
@@ -164,6 +163,7 @@ fn an_admin_uses_the_page_in_a_real_browser() {
     browser.wait_for_text("#announcer", "the status change announced", |t| {
         t.contains("csv_import is now disabled")
     });
+    shot(&browser, "plugins");
     let started_again = server.post(
         "/system/plugins/csv_import/action",
         &json!({"action": "start"}),

@@ -85,6 +85,7 @@ function show(render, ...args) {
   clearError();
   replaceChildren(main);
   current = render(main, ctx, ...args) ?? { destroy() {} };
+  document.title = `${current.title ?? 'Plugins'} · Nebula Core`;
   focusHeading(current.heading);
 }
 
@@ -105,7 +106,6 @@ function route() {
   } else {
     show(renderPlugins);
   }
-  document.title = `${current.title ?? 'Plugins'} · Nebula Core`;
 }
 
 async function logout(event) {

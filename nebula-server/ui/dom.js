@@ -1,4 +1,4 @@
-// Building the page from data. Text always goes in through textContent (never innerHTML), so a
+// Building the page from data. Text always goes in through textContent, never parsed as HTML, so a
 // plugin's name, message, error or log line can never become markup.
 
 /**

@@ -206,8 +206,9 @@ mod tests {
 
     #[test]
     fn the_page_stays_small() {
-        // Stated in docs/ADMIN_UI.md; a framework or an image would blow through this.
-        assert!(total_size() < 64 * 1024, "{} bytes", total_size());
+        // About 61 KiB today (docs/ADMIN_UI.md); a framework or a screenshot would blow
+        // through this.
+        assert!(total_size() < 80 * 1024, "{} bytes", total_size());
     }
 
     #[test]
