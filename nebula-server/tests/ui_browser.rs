@@ -371,8 +371,17 @@ fn an_admin_uses_the_page_in_a_real_browser() {
     assert!(browser.find("#plugins-table").is_none());
     step(&started, "logged out");
 
-    // The CSP held and never had to refuse anything of the page's own.
+    // The CSP never had to refuse anything of the page's own: no violation in the console
+    // (a marker proves the console is really read).
+    browser.execute("console.warn('nebula-ui-test-marker');", json!([]));
     let console = browser.console();
+    assert!(
+        console.iter().any(|m| m["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nebula-ui-test-marker")),
+        "the browser console could not be read: {console:?}"
+    );
     let violations: Vec<&Value> = console
         .iter()
         .filter(|m| {
@@ -381,6 +390,23 @@ fn an_admin_uses_the_page_in_a_real_browser() {
         })
         .collect();
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
+    // And it is enforced: an inline script (what an injection would add) does not run.
+    let inline_ran = browser.execute(
+        "const s = document.createElement('script'); s.textContent = 'window.injected = 1;'; \
+         document.head.append(s); return window.injected === 1;",
+        json!([]),
+    );
+    assert_eq!(inline_ran, false, "an inline script ran despite the CSP");
+    browser.wait_until("the CSP's refusal in the console", |b| {
+        b.console()
+            .iter()
+            .any(|m| {
+                m["message"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Content Security Policy"))
+            })
+            .then_some(())
+    });
     step(&started, "done");
 }
 
