@@ -28,6 +28,43 @@ const USERS_CSV: &str = "username,db_name,role_tag,email\n\
                          john.doe,system.db,developer,\n\
                          max.kade,acme,contractor,max@example.com";
 
+/// `ui/users.js` on cases its two formats must get right; each `{input, got, want}` (an error
+/// is `{"error": <its first words>}`).
+const PARSER_CASES: &str = r#"
+const done = arguments[arguments.length - 1];
+import('/ui/users.js').then(({ parseUsers }) => {
+  const cases = [
+    ['', []],
+    ['  \n ', []],
+    ['[{"username": "a", "db_name": "acme", "is_active": false}]', [{ username: 'a', db_name: 'acme', is_active: false }]],
+    ['{"dry_run": true, "users": [{"username": "b"}]}', [{ username: 'b' }]],
+    ['username,db_name\njane,acme', [{ username: 'jane', db_name: 'acme' }]],
+    ['\uFEFFUsername , DB_NAME\r\njane,acme\r\n\r\nmax,\r\n', [{ username: 'jane', db_name: 'acme' }, { username: 'max' }]],
+    ['username,is_active,email\n"doe, john",no,\n"a ""b""",YES,b@example.com', [{ username: 'doe, john', is_active: false }, { username: 'a "b"', is_active: true, email: 'b@example.com' }]],
+    ['username,role_tag\n"multi\nline",dev', [{ username: 'multi\nline', role_tag: 'dev' }]],
+    ['[1]', { error: 'User 1: expected an object' }],
+    ['[{"db_name": "x"}]', { error: 'User 1: "username" is required' }],
+    ['{"username": "x"}', { error: 'JSON must be an array' }],
+    ['[{"username": "x",}]', { error: 'Not valid JSON' }],
+    ['db_name,email\nacme,a@b', { error: 'Line 1: the header row must name a "username" column' }],
+    ['username,shoe_size\nx,42', { error: 'Line 1: unknown column "shoe_size"' }],
+    ['username,db_name\njane,acme\nmax', { error: 'Line 3: 1 field(s), but the header has 2' }],
+    ['username,is_active\njane,maybe', { error: 'Line 2: is_active must be true or false' }],
+    ['username\n"open', { error: 'Line 2: a quoted field is not closed' }],
+    ['username,db_name\n,acme', { error: 'Line 2: username is empty' }],
+  ];
+  done(cases.map(([input, want]) => {
+    let got;
+    try {
+      got = parseUsers(input).users;
+    } catch (e) {
+      got = { error: want.error && e.message.startsWith(want.error) ? want.error : e.message };
+    }
+    return { input, got, want };
+  }));
+}, (e) => done([{ input: 'import', got: String(e), want: 'the module' }]));
+"#;
+
 /// Whether the browser test can run; see the module documentation.
 fn browser_or_skip() -> bool {
     match browser_available() {
@@ -113,6 +150,12 @@ fn an_admin_uses_the_page_in_a_real_browser() {
     let username = browser.wait_for("#login-username");
     assert_eq!(active_element_id(&browser), "login-heading");
     shot(&browser, "login");
+
+    // The editor's parser, in the browser that runs it (its module, imported by the page).
+    let parsed = browser.execute_async(PARSER_CASES, json!([]));
+    for case in parsed.as_array().expect("parser cases") {
+        assert_eq!(case["got"], case["want"], "users.js: {}", case["input"]);
+    }
     browser.type_into(&username, ADMIN);
     let password = browser.wait_for("#login-password");
     // Enter submits: the form works from the keyboard.
@@ -336,6 +379,21 @@ fn an_admin_uses_the_page_in_a_real_browser() {
     assert_eq!(sample["enabled"], true, "a foreign page stopped the plugin");
     drop(other);
     step(&started, "foreign origin refused");
+
+    // The session ends (expiry, a password change, a logout in another tab): the next poll
+    // brings the form back, saying why; logging in again returns to the page.
+    browser.goto(&ui);
+    browser.wait_for(sample_row);
+    browser.delete_cookie("nebula_session");
+    browser.wait_for_text("#login-error", "the session-ended notice", |t| {
+        t.contains("Your session has ended")
+    });
+    let username = browser.wait_for("#login-username");
+    browser.type_into(&username, ADMIN);
+    let password = browser.wait_for("#login-password");
+    browser.type_into(&password, &format!("{PASSWORD}\n"));
+    browser.wait_for(sample_row);
+    step(&started, "session end handled");
 
     // A narrow screen: the page does not scroll sideways; the table scrolls in its frame.
     browser.set_window_size(390, 844);

@@ -58,7 +58,9 @@ const ctx = {
   /** Handles a failed request: an ended session goes back to the login form. */
   fail(error) {
     if (error && error.sessionEnded) {
-      sessionEnded('Your session has ended. Log in again.');
+      // Several requests of a view may fail together: the first one shows the form, and the
+      // others must not show it again over what the user started typing.
+      if (loggedIn) sessionEnded('Your session has ended. Log in again.');
       return;
     }
     showError(error instanceof Error ? error.message : String(error));
@@ -101,7 +103,12 @@ function route() {
   const hash = location.hash || '#/';
   const match = hash.match(/^#\/plugins\/([^/]+)(\/sync)?$/);
   if (match) {
-    const name = decodeURIComponent(match[1]);
+    let name = match[1];
+    try {
+      name = decodeURIComponent(name);
+    } catch {
+      // A malformed escape: the name as written (the server will say it does not exist).
+    }
     show(match[2] ? renderSync : renderPlugin, name);
   } else {
     show(renderPlugins);

@@ -15,6 +15,8 @@ export class ParseError extends Error {}
  * @returns {{format: 'empty'|'json'|'csv', users: object[]}}
  */
 export function parseUsers(text) {
+  // A byte order mark, as spreadsheet programs write at the start of a CSV file.
+  text = text.replace(/^\uFEFF/, '');
   const trimmed = text.trim();
   if (trimmed === '') return { format: 'empty', users: [] };
   if (trimmed.startsWith('[') || trimmed.startsWith('{')) return { format: 'json', users: parseJson(trimmed) };

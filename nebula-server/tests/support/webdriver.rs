@@ -396,6 +396,12 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Deletes the cookie `name` of the current page (as an expiry or a logout elsewhere would).
+    pub fn delete_cookie(&self, name: &str) {
+        self.cmd("DELETE", &format!("/cookie/{name}"), None)
+            .unwrap_or_else(|e| panic!("delete cookie: {e}"));
+    }
+
     /// The console messages since the last call (Chromium's log; not in W3C WebDriver).
     pub fn console(&self) -> Vec<Value> {
         self.cmd("POST", "/se/log", Some(json!({"type": "browser"})))
