@@ -37,7 +37,10 @@ pub fn app(
     let mut app = App::new()
         .app_data(web::Data::new(state))
         .app_data(BodyLimit::server(max_body_bytes))
-        .service(system);
+        .service(system)
+        // The admin page: static files, no credentials (it is the login form); not API, so
+        // not in the route table nor the OpenAPI document.
+        .service(crate::routes::ui::scope());
     for resource in resources(public_routes()) {
         app = app.service(resource);
     }

@@ -2,12 +2,16 @@
 //!
 //! `system_routes` is used both to mount the `/system` scope (behind [`crate::auth::require_staff`])
 //! and by the tests that prove no route under `/system` answers without credentials.
+//!
+//! The admin page's files ([`ui`], under `/ui/`) are not API: they are mounted beside this
+//! table, and neither it nor the OpenAPI document lists them.
 
 pub(crate) mod directory;
 pub(crate) mod events;
 pub(crate) mod metrics;
 pub(crate) mod plugins;
 pub(crate) mod session;
+pub mod ui;
 
 use actix_web::{web, Route};
 
