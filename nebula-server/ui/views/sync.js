@@ -6,8 +6,21 @@ import { COLUMNS, ParseError, parseUsers } from '../users.js';
 
 /** Item keys shown first, in this order; any other key a plugin reports follows. */
 const KNOWN_ITEM_KEYS = ['action', 'username', 'db_name', 'role_tag', 'error'];
-/** Summary keys of a report, in this order. */
-const COUNT_KEYS = ['count', 'created', 'updated', 'failed'];
+/** Summary keys of a report or a preview, in this order; any other number a plugin reports
+ * at the top of its answer follows (ldap_sync's `unchanged`, `deactivated`, `would_…`). */
+const COUNT_KEYS = ['count', 'created', 'updated', 'unchanged', 'deactivated', 'failed',
+  'would_create', 'would_update', 'would_deactivate', 'would_fail'];
+
+/** The numeric summary keys of an answer: the known ones first, then the rest as they come. */
+function countKeys(result) {
+  const numeric = Object.keys(result).filter((k) => typeof result[k] === 'number');
+  return [...COUNT_KEYS.filter((k) => numeric.includes(k)), ...numeric.filter((k) => !COUNT_KEYS.includes(k))];
+}
+
+/** An item's tenant: its own, else the answer's (a plugin syncing one tenant names it once). */
+function tenantOf(item, result) {
+  return item.db_name ?? result.db_name ?? 'system.db';
+}
 
 const EXAMPLE = `username,db_name,role_tag,email
 jane.roe,acme,developer,jane@example.com`;
@@ -50,10 +63,10 @@ function itemsTable(id, captionText, items, filter = () => true) {
 }
 
 /** Counts per tenant, for the confirmation: "acme: 2, system.db: 1". */
-function byTenant(items) {
+function byTenant(items, result) {
   const counts = new Map();
   for (const item of items) {
-    const tenant = item.db_name ?? 'system.db';
+    const tenant = tenantOf(item, result);
     counts.set(tenant, (counts.get(tenant) ?? 0) + 1);
   }
   return [...counts.entries()].map(([tenant, n]) => `${tenant}: ${n}`).join(', ');
@@ -187,13 +200,15 @@ export function renderSync(main, ctx, name) {
     if (!previewed) return;
     const { items, result } = previewed;
     const count = typeof result.count === 'number' ? result.count : items.length;
-    const system = items.filter((i) => (i.db_name ?? 'system.db') === 'system.db').length;
+    const system = items.filter((i) => tenantOf(i, result) === 'system.db').length;
+    const planned = countKeys(result).filter((k) => k !== 'count');
     replaceChildren(confirmText,
       el('p', { text: `This writes to the directory. The dry run counted:` }),
       el('dl', { class: 'counts' },
         el('div', {}, el('dt', { text: 'Users' }), el('dd', { id: 'confirm-count', text: String(count) })),
-        el('div', {}, el('dt', { text: 'Tenants' }), el('dd', { text: String(new Set(items.map((i) => i.db_name ?? 'system.db')).size) }))),
-      items.length ? el('p', { class: 'hint', text: `Per tenant: ${byTenant(items)}.` }) : null,
+        el('div', {}, el('dt', { text: 'Tenants' }), el('dd', { text: String(new Set(items.map((i) => tenantOf(i, result))).size) })),
+        planned.map((k) => el('div', { 'data-count': k }, el('dt', { text: k }), el('dd', { text: String(result[k]) })))),
+      items.length ? el('p', { class: 'hint', text: `Per tenant: ${byTenant(items, result)}.` }) : null,
       system ? el('p', { class: 'warning', text: `${system} user${system === 1 ? ' is' : 's are'} in system.db and will fail: plugins never create or modify system users.` }) : null);
     confirm.textContent = `Sync ${count} user${count === 1 ? '' : 's'}`;
     dialog.returnValue = '';
@@ -236,7 +251,7 @@ export function renderSync(main, ctx, name) {
 
   function showReport(result) {
     reportItems = Array.isArray(result.items) ? result.items : [];
-    const counts = COUNT_KEYS.filter((k) => typeof result[k] === 'number');
+    const counts = countKeys(result);
     const failures = reportItems.filter(failed).length;
     replaceChildren(reportSummary,
       el('p', {}, 'Status ', badge(result.status ?? 'unknown')),
