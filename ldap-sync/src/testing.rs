@@ -209,8 +209,22 @@ impl Slapd {
         Ok(slapd)
     }
 
-    /// Starts `slapd` on new ports (after [`stop`](Self::stop), or the first time).
+    /// Starts `slapd` on new ports (after [`stop`](Self::stop), or the first time). A port
+    /// found free can be taken by another test before slapd binds it: three tries.
     fn launch(&mut self, tls: bool) -> io::Result<()> {
+        let mut tries = 0;
+        loop {
+            match self.launch_once(tls) {
+                Err(_) if tries < 2 => {
+                    tries += 1;
+                    self.stop();
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn launch_once(&mut self, tls: bool) -> io::Result<()> {
         let port = free_port()?;
         let tls_port = if tls { Some(free_port()?) } else { None };
         let mut urls = format!("ldap://127.0.0.1:{port}/");
@@ -234,14 +248,7 @@ impl Slapd {
         self.tls_port = tls_port;
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    return Err(io::Error::other(format!(
-                        "slapd exited ({status}): {}",
-                        self.log()
-                    )));
-                }
-            }
+            self.check_alive()?;
             if Instant::now() > deadline {
                 return Err(io::Error::other(format!(
                     "slapd did not listen within 30 s: {}",
@@ -250,7 +257,25 @@ impl Slapd {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
+        // Whoever answered, it must be ours: a slapd that lost its port to another process
+        // exits at once, while the connection above reached that other process.
+        std::thread::sleep(Duration::from_millis(50));
+        self.check_alive()
+    }
+
+    /// An error naming how slapd ended, if it has.
+    fn check_alive(&mut self) -> io::Result<()> {
+        let ended = match self.child.as_mut() {
+            Some(child) => child.try_wait()?,
+            None => None,
+        };
+        match ended {
+            Some(status) => Err(io::Error::other(format!(
+                "slapd exited ({status}): {}",
+                self.log()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// `ldap://127.0.0.1:<port>`.
