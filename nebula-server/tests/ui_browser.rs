@@ -718,6 +718,11 @@ fn the_page_is_served_with_its_security_headers() {
     assert!(index
         .text
         .contains(r#"<script type="module" src="app.js"></script>"#));
+    // HEAD (`curl -I`) answers the same status and headers, without the body.
+    let head = raw(&server, "HEAD", "/ui/", &[], None);
+    assert_eq!(head.status, 200);
+    check_headers("/ui/", &head);
+    assert!(head.text.is_empty(), "{}", head.text);
     let bare = raw(&server, "GET", "/ui", &[], None);
     assert_eq!(bare.status, 308);
     assert_eq!(

@@ -124,9 +124,15 @@ pub fn scope() -> Scope<
                 .add((header::REFERRER_POLICY, "same-origin"))
                 .add((header::CACHE_CONTROL, CACHE_CONTROL)),
         )
-        .service(web::resource("").route(web::get().to(redirect_to_index)))
-        .service(web::resource("/{path:.*}").route(web::get().to(serve)))
+        // GET and HEAD (`curl -I`, link checkers): actix answers a HEAD without the body.
+        .service(web::resource("").route(read_only().to(redirect_to_index)))
+        .service(web::resource("/{path:.*}").route(read_only().to(serve)))
         .default_service(web::to(not_found))
+}
+
+/// A route for GET and HEAD only: the page's files are read, never changed.
+fn read_only() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
 /// `/ui` → `/ui/`, so the page's relative URLs (`app.js`) resolve under `/ui/`.
