@@ -19,13 +19,16 @@ const DEFAULT_ROLE_TAG: &str = "user";
 
 /// How a plugin is named in the `updated_by` columns: `plugin:<name>` (other writers, such
 /// as an admin, are named otherwise).
+const PLUGIN_WRITER_PREFIX: &str = "plugin:";
+
+/// The `updated_by` value of what `plugin` writes.
 pub(crate) fn plugin_writer(plugin: &str) -> String {
-    format!("plugin:{plugin}")
+    format!("{PLUGIN_WRITER_PREFIX}{plugin}")
 }
 
 /// The plugin named by an `updated_by` value, if a plugin wrote it.
 fn plugin_of_writer(writer: &str) -> Option<&str> {
-    writer.strip_prefix("plugin:")
+    writer.strip_prefix(PLUGIN_WRITER_PREFIX)
 }
 
 /// A row of [`IdentityDirectory::list_users`]: username, email, active, staff, the tag and
