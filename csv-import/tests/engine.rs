@@ -3,10 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use csv_import as _; // linking the crate registers the plugin
-use nebula_core::manager::CallFailure;
-use nebula_core::testing::TestEngine;
-use nebula_core::ManagerError;
-use nebula_plugin_api::{json_object, ErrorKind, PluginError, Scope, SyncRequest, SyncUser};
+use nebula_core::testing::{plugin_error, TestEngine};
+use nebula_plugin_api::{json_object, ErrorKind, Scope, SyncRequest, SyncUser};
 
 /// A CSV file in its own temporary directory (removed when dropped).
 struct CsvFile {
@@ -34,17 +32,6 @@ async fn engine(path: &Path) -> TestEngine {
         .start()
         .await
         .unwrap()
-}
-
-/// The plugin's own error inside a failed call.
-fn plugin_error(err: ManagerError) -> PluginError {
-    match err {
-        ManagerError::Call {
-            failure: CallFailure::Error(e),
-            ..
-        } => e,
-        other => panic!("expected the plugin's error, got {other}"),
-    }
 }
 
 fn actions(answer: &nebula_plugin_api::JsonObject) -> Vec<String> {

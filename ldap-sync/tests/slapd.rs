@@ -13,11 +13,9 @@ use ldap_sync::testing::{
     require_slapd, Group, Person, Slapd, SlapdOptions, GROUPS_DN, PEOPLE_DN, READER_DN,
     READER_PASSWORD, READER_SIZE_LIMIT,
 };
-use nebula_core::manager::CallFailure;
-use nebula_core::testing::TestEngine;
-use nebula_core::ManagerError;
+use nebula_core::testing::{plugin_error, TestEngine};
 use nebula_plugin_api::serde_json::{json, Value};
-use nebula_plugin_api::{json_object, ErrorKind, JsonObject, PluginError, SyncRequest, SyncUser};
+use nebula_plugin_api::{json_object, ErrorKind, JsonObject, SyncRequest, SyncUser};
 
 /// The plugin's settings for `url`, reading people and groups of the test directory into
 /// `acme.db`, with `extra` on top.
@@ -49,17 +47,6 @@ async fn engine(settings: JsonObject) -> TestEngine {
         .start()
         .await
         .unwrap()
-}
-
-/// The plugin's own error inside a failed call.
-fn plugin_error(err: ManagerError) -> PluginError {
-    match err {
-        ManagerError::Call {
-            failure: CallFailure::Error(e),
-            ..
-        } => e,
-        other => panic!("expected the plugin's error, got {other}"),
-    }
 }
 
 /// `username action` of each item.

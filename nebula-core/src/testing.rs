@@ -253,3 +253,16 @@ fn request(dry_run: bool, users: Vec<SyncUser>) -> SyncRequest {
         ..SyncRequest::default()
     }
 }
+
+/// The plugin's own error inside a failed call (`ManagerError::Call` with
+/// `CallFailure::Error`), for a test that expects the plugin to refuse. Panics, naming what
+/// came back, on any other failure (a timeout, a panic, an unknown plugin).
+pub fn plugin_error(err: ManagerError) -> nebula_plugin_api::PluginError {
+    match err {
+        ManagerError::Call {
+            failure: crate::manager::CallFailure::Error(e),
+            ..
+        } => e,
+        other => panic!("expected the plugin's error, got {other}"),
+    }
+}
