@@ -71,8 +71,12 @@ impl Connection {
         let mut conn_settings = LdapConnSettings::new()
             .set_conn_timeout(settings.timeout)
             .set_starttls(settings.starttls);
-        if let Some(ca_file) = &settings.ca_file {
-            conn_settings = conn_settings.set_config(tls_config(ca_file)?);
+        if let Some(ca_file) = settings.ca_file.clone() {
+            // Reading the file is blocking I/O: on the blocking pool, not an async worker.
+            let config = tokio::task::spawn_blocking(move || tls_config(&ca_file))
+                .await
+                .map_err(|e| LdapFailure::Tls(format!("reading ca_file: {e}")))??;
+            conn_settings = conn_settings.set_config(config);
         }
         let connect = LdapConnAsync::with_settings(conn_settings, &settings.url);
         let (conn, mut ldap) = tokio::time::timeout(settings.timeout, connect)
